@@ -1,0 +1,55 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""trl-mos: Mixture-of-Skills data mixing and ReST^EM self-training for Hugging Face trainers.
+
+The public API is re-exported here and imported lazily, so that `import trl_mos` (and `trl-mos --help`) stays fast
+and does not pull in torch until a name that needs it is used.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+
+__version__ = "0.1.0.dev0"
+
+# public name -> module that defines it
+_LAZY_ATTRIBUTES: dict[str, str] = {
+    # offline tiny-model kit
+    "build_tiny_tokenizer": "trl_mos.testing",
+    "build_tiny_model": "trl_mos.testing",
+    "save_tiny_model": "trl_mos.testing",
+    "tiny_sft_config": "trl_mos.testing",
+    # bundled synthetic tasks
+    "make_skill_datasets": "trl_mos.tasks",
+    "make_arithmetic_problems": "trl_mos.tasks",
+    "make_code_tasks": "trl_mos.tasks",
+    "check_skill_answer": "trl_mos.tasks",
+    "evaluate_skill_accuracy": "trl_mos.tasks",
+    # generation helper
+    "generate_completions": "trl_mos.generation",
+}
+
+__all__ = ["__version__", *_LAZY_ATTRIBUTES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_ATTRIBUTES:
+        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+        globals()[name] = value  # cache: the next access skips this function
+        return value
+    raise AttributeError(f"module 'trl_mos' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real imports
+    from .generation import generate_completions
+    from .tasks import (
+        check_skill_answer,
+        evaluate_skill_accuracy,
+        make_arithmetic_problems,
+        make_code_tasks,
+        make_skill_datasets,
+    )
+    from .testing import build_tiny_model, build_tiny_tokenizer, save_tiny_model, tiny_sft_config
