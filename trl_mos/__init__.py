@@ -24,6 +24,12 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "make_code_tasks": "trl_mos.tasks",
     "check_skill_answer": "trl_mos.tasks",
     "evaluate_skill_accuracy": "trl_mos.tasks",
+    # Mixture-of-Skills
+    "MixtureOfSkillsCallback": "trl_mos.mixing",
+    "MoSConfig": "trl_mos.mixing",
+    "SkillSampler": "trl_mos.mixing",
+    "concatenate_skills": "trl_mos.mixing",
+    "plot_mixture": "trl_mos.mixing",
     # generation helper
     "generate_completions": "trl_mos.generation",
 }
@@ -45,6 +51,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real imports
     from .generation import generate_completions
+    from .mixing import MixtureOfSkillsCallback, MoSConfig, SkillSampler, concatenate_skills, plot_mixture
     from .tasks import (
         check_skill_answer,
         evaluate_skill_accuracy,

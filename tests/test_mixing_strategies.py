@@ -1,0 +1,102 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+import json
+import math
+
+import numpy as np
+import pytest
+
+from trl_mos.mixing import MoSConfig, MoSStrategy, ODMStrategy, SkillPolicy, temperature_distribution
+from trl_mos.mixing.strategies import build_strategy
+
+
+SIZES = np.array([400, 100, 20, 5])
+
+
+def test_temperature_distribution():
+    np.testing.assert_allclose(temperature_distribution(SIZES, 1.0), SIZES / SIZES.sum())
+    np.testing.assert_allclose(temperature_distribution(SIZES, math.inf), [0.25] * 4)
+    q10 = temperature_distribution(SIZES, 10.0)
+    expected = (SIZES / SIZES.sum()) ** 0.1
+    np.testing.assert_allclose(q10, expected / expected.sum())
+    assert q10[0] > q10[-1] and q10[-1] > (SIZES / SIZES.sum())[-1]
+
+
+@pytest.mark.parametrize("kind", ["logits", "mlp"])
+def test_policy_starts_at_the_prior(kind):
+    prior = temperature_distribution(SIZES, 10.0)
+    policy = SkillPolicy(prior, kind=kind, hidden_size=16, seed=0)
+    np.testing.assert_allclose(policy.probabilities(), prior, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["logits", "mlp"])
+def test_mos_update_moves_toward_the_rewarded_skill(kind):
+    strategy = MoSStrategy(np.full(4, 0.25), policy=kind, learning_rate=1e-2, inner_steps=50, seed=0)
+    probabilities = strategy.update(np.array([0.1, 0.1, 0.1, 1.0]))
+    assert probabilities.sum() == pytest.approx(1.0)
+    assert probabilities[3] > 0.3 and np.all(probabilities[:3] < 0.25)
+
+
+def test_mos_fixed_point_is_reward_proportional():
+    strategy = MoSStrategy(np.full(3, 1 / 3), learning_rate=0.05, inner_steps=3000)
+    rewards = np.array([1.0, 2.0, 5.0])
+    np.testing.assert_allclose(strategy.update(rewards), rewards / rewards.sum(), atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [[1.0, float("nan"), 1.0], [1.0, 0.0, 1.0], [1.0, -0.5, 1.0], [float("inf"), 1, 1]])
+def test_bad_rewards_skip_the_update_and_leave_the_policy_untouched(bad, caplog):
+    strategy = MoSStrategy(np.full(3, 1 / 3), learning_rate=1e-2, inner_steps=5)
+    strategy.update(np.array([1.0, 2.0, 3.0]))
+    before = json.dumps(strategy.state_dict())
+    with caplog.at_level("WARNING"):
+        assert strategy.update(np.array(bad)) is None
+    assert "skipping a policy update" in caplog.text
+    after = strategy.state_dict()
+    assert after["skipped_updates"] == 1
+    after["skipped_updates"] = 0
+    assert json.dumps(after) == before
+
+
+@pytest.mark.parametrize("kind", ["logits", "mlp"])
+def test_mos_state_round_trips_through_json_exactly(kind):
+    a = MoSStrategy(np.full(4, 0.25), policy=kind, learning_rate=1e-2, inner_steps=7, seed=1)
+    a.update(np.array([1.0, 2.0, 3.0, 4.0]))
+    b = MoSStrategy(np.full(4, 0.25), policy=kind, learning_rate=1e-2, inner_steps=7, seed=1)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    rewards = np.array([4.0, 1.0, 1.0, 2.0])
+    np.testing.assert_array_equal(a.update(rewards), b.update(rewards))  # Adam state restored too
+
+
+def test_odm_samples_high_loss_skills_more_and_keeps_exploring():
+    strategy = ODMStrategy(np.full(4, 0.25), smoothing=0.9)
+    for _ in range(200):
+        probabilities = strategy.update(np.array([0.5, 0.5, 0.5, 3.0]), counts=np.array([8, 8, 8, 8]))
+    assert probabilities.sum() == pytest.approx(1.0)
+    assert probabilities[3] > 0.28 and np.all(probabilities[:3] < 0.25)
+    assert probabilities.min() > 0  # ε-exploration
+    restored = ODMStrategy(np.full(4, 0.25))
+    restored.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    np.testing.assert_array_equal(
+        restored.update(np.ones(4), np.ones(4)), strategy.update(np.ones(4), np.ones(4))
+    )
+
+
+def test_odm_ignores_skills_without_examples():
+    strategy = ODMStrategy(np.full(2, 0.5))
+    strategy.update(np.array([1.0, np.nan]), counts=np.array([4, 0]))
+    assert strategy.estimates[1] == 0.0 and strategy.estimates[0] > 0
+
+
+@pytest.mark.parametrize(
+    "strategy, expected",
+    [
+        ("uniform", [0.25] * 4),
+        ("proportional", (SIZES / SIZES.sum()).tolist()),
+        ("temperature", temperature_distribution(SIZES, 10.0).tolist()),
+        ("mos", [0.25] * 4),
+        ("odm", [0.25] * 4),
+    ],
+)
+def test_build_strategy_initial_distributions(strategy, expected):
+    built = build_strategy(MoSConfig(strategy=strategy), SIZES, seed=0)
+    np.testing.assert_allclose(built.probabilities, expected, atol=1e-6)
+    assert built.signal == {"mos": "rewards", "odm": "train_loss"}.get(strategy, "none")

@@ -1,0 +1,341 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""`MixtureOfSkillsCallback`: learned dataset mixing added to a stock `Trainer` / `SFTTrainer` in one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+import torch
+from transformers import DefaultFlowCallback, TrainerCallback
+from transformers.utils import logging
+
+from .config import MoSConfig
+from .data import SkillIndex
+from .rewards import ProbeRunner, SkillRewards, TrainingLossRecorder
+from .sampler import SkillSampler
+from .strategies import build_strategy
+
+
+logger = logging.get_logger(__name__)
+
+STATE_KEY = "trl_mos.MixtureOfSkills"  # where the callback's state lives in `TrainerState.stateful_callbacks`
+
+
+class MixtureOfSkillsCallback(TrainerCallback):
+    r"""
+    Samples a multi-skill train dataset with a distribution over skills that a [`MoSConfig`] strategy chooses —
+    Mixture-of-Skills, MoSpec, Online Data Mixing, or a static uniform / proportional / temperature baseline.
+
+    Creating the callback installs a [`SkillSampler`] as the trainer's train sampler (no Trainer method is copied);
+    adding it to the trainer lets it update the distribution during training. It works with `transformers.Trainer` and
+    TRL's `SFTTrainer`, with several processes (every rank draws the same index stream and takes its own batches, the
+    strategy state is identical on every rank), and it is saved with every checkpoint and restored by
+    `trainer.train(resume_from_checkpoint=...)`, so a resumed run continues exactly as an uninterrupted one.
+
+    Logged through `Trainer.log` at every logging step: `mos/prob/{skill}` (the current distribution),
+    `mos/reward/{skill}` (the last reward, MoS/MoSpec; the last per-skill training loss, ODM) and
+    `mos/consumed/{skill}` (examples of the skill consumed so far, over all processes).
+
+    Args:
+        trainer ([`~transformers.Trainer`]):
+            The trainer, already built with its train dataset (for `SFTTrainer`, the prepared dataset is read, so
+            rows it drops or reorders are accounted for).
+        config ([`MoSConfig`], *optional*):
+            The mixing configuration. Defaults to `MoSConfig()` (MoS with the CosSim reward).
+
+    Example:
+
+    ```python
+    from trl import SFTConfig, SFTTrainer
+    from trl_mos import MixtureOfSkillsCallback, MoSConfig, concatenate_skills
+
+    train = concatenate_skills({"math": math_ds, "med": med_ds, "chat": chat_ds})
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir="out"), train_dataset=train)
+    trainer.add_callback(MixtureOfSkillsCallback(trainer, MoSConfig(reward="cossim", use_ema=True)))
+    trainer.train()
+    ```
+    """
+
+    def __init__(self, trainer, config: MoSConfig | None = None):
+        self.trainer = trainer
+        self.config = config if config is not None else MoSConfig()
+        _check_trainer(trainer)
+        self.skill_index = SkillIndex.from_dataset(trainer.train_dataset, self.config.skill_column)
+        names = self.skill_index.names
+        if self.config.target_skill is not None and self.config.target_skill not in names:
+            raise ValueError(
+                f"MoSpec target skill {self.config.target_skill!r} is not in the mixture; the skills are {names}."
+            )
+        args = trainer.args
+        if self.config.seed is not None:
+            self.seed = self.config.seed
+        else:
+            self.seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
+        self.strategy = build_strategy(self.config, self.skill_index.sizes, self.seed)
+        self.rewards = (
+            SkillRewards(self.config, self.skill_index, self.seed) if self.strategy.signal == "rewards" else None
+        )
+        self.runner = ProbeRunner(trainer, self.config.skill_column, self.config.probe_batch_size)
+        self.sampler: SkillSampler | None = None
+        self.records: list[dict] = []  # one per change of the distribution, written to the history file
+        self._loss_recorder: TrainingLossRecorder | None = None
+        self._loss_sums = np.zeros(len(names))
+        self._loss_counts = np.zeros(len(names))
+        self._consumed = np.zeros(len(names), dtype=np.int64)
+        self._consumed_until = 0
+        self._last_signal: np.ndarray | None = None
+        self._warned_loss_mismatch = False
+        # Install the sampler without copying any Trainer method: the trainer looks `_get_train_sampler` up on the
+        # instance when it builds the train dataloader.
+        trainer._get_train_sampler = self._get_train_sampler
+
+    # ------------------------------------------------------------------ geometry of the index stream
+    @property
+    def draws_per_step(self) -> int:
+        """Examples drawn per optimizer step over all processes."""
+        args = self.trainer.args
+        return args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+
+    def _get_train_sampler(self, train_dataset=None) -> SkillSampler:
+        dataset = train_dataset if train_dataset is not None else self.trainer.train_dataset
+        if self not in self.trainer.callback_handler.callbacks:
+            raise RuntimeError(
+                "The MixtureOfSkillsCallback was created for this trainer but not added to it: call "
+                "`trainer.add_callback(callback)` before `trainer.train()`."
+            )
+        if len(dataset) != len(self.skill_index.skill_ids):
+            raise ValueError(
+                f"The train dataset has {len(dataset)} rows but had {len(self.skill_index.skill_ids)} when the "
+                "MixtureOfSkillsCallback was created; create the callback after the dataset is final."
+            )
+        draws = self.draws_per_step
+        # a whole number of optimizer steps per epoch: every batch is full and no rank pads with repeated examples
+        epoch_length = math.ceil(len(dataset) / draws) * draws
+        if self.sampler is None or self.sampler.epoch_length != epoch_length:
+            self.sampler = SkillSampler(self.skill_index, self.strategy.probabilities, self.seed, epoch_length)
+        return self.sampler
+
+    # ------------------------------------------------------------------ events
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.sampler is None:
+            raise RuntimeError(
+                "The Mixture-of-Skills sampler was not used to build the train dataloader; create the callback "
+                "before `trainer.train()`."
+            )
+        if state.global_step > 0:  # resuming from a checkpoint
+            saved = (state.stateful_callbacks or {}).get(STATE_KEY)
+            if saved is None:
+                raise ValueError(
+                    "Resuming from a checkpoint without Mixture-of-Skills state (it was saved without the "
+                    "MixtureOfSkillsCallback), so the run cannot continue exactly. Resume from a checkpoint of a "
+                    "run that used the callback, or start a new run."
+                )
+            self.load_state_dict(saved)
+            self._rewrite_history_file(args, state)
+        else:
+            if self.rewards is not None:
+                self.rewards.compute_base(self.runner)
+            self._record(state.global_step, position=0, probabilities=self.strategy.probabilities)
+            self._rewrite_history_file(args, state)
+        if self.strategy.signal == "train_loss" and self._loss_recorder is None:
+            self._loss_recorder = TrainingLossRecorder(self.trainer.model)
+        # Run right after the trainer's own flow callback, before the reporting and printing callbacks, so that they
+        # receive the metrics `on_log` adds. (The handler is iterating over the old list right now; it is untouched.)
+        handler = self.trainer.callback_handler
+        others = [callback for callback in handler.callbacks if callback is not self]
+        position = next((i + 1 for i, cb in enumerate(others) if isinstance(cb, DefaultFlowCallback)), 0)
+        handler.callbacks = others[:position] + [self] + others[position:]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.strategy.signal == "train_loss":
+            self._collect_training_losses(args, state.global_step - 1)
+        if self.strategy.signal != "none" and state.global_step % self.config.update_steps == 0:
+            self._update(args, state)
+        if control.should_save:
+            self._snapshot(state)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            self._snapshot(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        # Add the metrics to the training log itself, so that the trainer's log history and every reporting
+        # callback (`report_to`) see them in the same entry as the loss.
+        if logs is None or "loss" not in logs:
+            return
+        metrics = self._metrics(state.global_step)
+        logs.update(metrics)
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(metrics)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._loss_recorder is not None:
+            self._loss_recorder.remove()
+            self._loss_recorder = None
+        if self.config.plot and state.is_world_process_zero and self.records:
+            from .plotting import plot_mixture
+
+            plot_mixture(self.records, os.path.join(args.output_dir, "mos_probabilities.png"), self.skill_index.names)
+
+    # ------------------------------------------------------------------ updates
+    def _update(self, args, state) -> None:
+        counts = None
+        if self.strategy.signal == "rewards":
+            values = self.rewards.compute(self.runner)
+            signal = dict(self.rewards.last)
+        else:
+            sums, counts = self._reduce(torch.tensor(np.stack([self._loss_sums, self._loss_counts])), "sum")
+            self._loss_sums[:] = 0
+            self._loss_counts[:] = 0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            signal = {"reward": values.tolist()}
+        self._last_signal = np.asarray(signal.get("reward", values), dtype=np.float64)
+        probabilities = self.strategy.update(values, counts)
+        if probabilities is None:
+            return
+        # the new distribution applies from the first position no rank has drawn yet: the same on every rank
+        position = int(self._reduce(torch.tensor([self.sampler.position], dtype=torch.float64), "max")[0])
+        position = self.sampler.set_probabilities(probabilities, position)
+        self._record(state.global_step, position, probabilities, signal)
+        if state.is_world_process_zero and self.config.history_file:
+            with open(os.path.join(args.output_dir, self.config.history_file), "a", encoding="utf-8") as f:
+                f.write(json.dumps(self.records[-1]) + "\n")
+
+    def _reduce(self, tensor: torch.Tensor, reduction: str) -> np.ndarray:
+        accelerator = self.trainer.accelerator
+        if accelerator.num_processes == 1:
+            return tensor.numpy()
+        tensor = tensor.to(accelerator.device)
+        if reduction == "max":
+            return accelerator.gather(tensor[None]).max(0).values.cpu().numpy()
+        return accelerator.reduce(tensor, reduction=reduction).cpu().numpy()
+
+    def _collect_training_losses(self, args, step: int) -> None:
+        """Attributes the per-example losses of this rank's micro-batches of `step` to their skills."""
+        losses = self._loss_recorder.pop()
+        batch, accumulation = args.train_batch_size, args.gradient_accumulation_steps
+        world_size, rank = max(1, args.world_size), args.process_index
+        if len(losses) != accumulation or any(len(batch_losses) != batch for batch_losses in losses):
+            if not self._warned_loss_mismatch:
+                logger.warning(
+                    f"Online Data Mixing expected {accumulation} forward pass(es) of {batch} examples per step and saw "
+                    f"{[len(x) for x in losses]}; losses of such steps are ignored."
+                )
+                self._warned_loss_mismatch = True
+            return
+        step_start = step * self.draws_per_step
+        for micro_step, batch_losses in enumerate(losses):
+            # rank r's a-th micro-batch of a step is global batch (a * world_size + r) of that step
+            start = step_start + (micro_step * world_size + rank) * batch
+            skills = self.sampler.skills_at(start, start + batch)
+            self._loss_sums += np.bincount(skills, weights=batch_losses.double().numpy(), minlength=len(self._loss_sums))
+            self._loss_counts += np.bincount(skills, minlength=len(self._loss_counts))
+
+    # ------------------------------------------------------------------ logging and history
+    def _metrics(self, step: int) -> dict[str, float]:
+        consumed_until = step * self.draws_per_step
+        if consumed_until > self._consumed_until:
+            self._consumed += self.sampler.skill_counts(self._consumed_until, consumed_until)
+            self._consumed_until = consumed_until
+        metrics = {}
+        probabilities = self.sampler.probabilities
+        for i, name in enumerate(self.skill_index.names):
+            metrics[f"mos/prob/{name}"] = float(probabilities[i])
+            if self._last_signal is not None and math.isfinite(self._last_signal[i]):
+                metrics[f"mos/reward/{name}"] = float(self._last_signal[i])
+            metrics[f"mos/consumed/{name}"] = int(self._consumed[i])
+        return metrics
+
+    def _record(self, step: int, position: int, probabilities, signal: dict | None = None) -> None:
+        names = self.skill_index.names
+        record = {"step": step, "position": position, "probabilities": dict(zip(names, map(float, probabilities)))}
+        for key, values in (signal or {}).items():
+            record[key] = dict(zip(names, map(float, values)))
+        self.records.append(record)
+
+    def _rewrite_history_file(self, args, state) -> None:
+        if not (state.is_world_process_zero and self.config.history_file):
+            return
+        os.makedirs(args.output_dir, exist_ok=True)
+        path = os.path.join(args.output_dir, self.config.history_file)
+        with tempfile.NamedTemporaryFile("w", dir=args.output_dir, delete=False, encoding="utf-8") as f:
+            f.writelines(json.dumps(record) + "\n" for record in self.records)
+        os.replace(f.name, path)
+
+    # ------------------------------------------------------------------ checkpointing
+    def _snapshot(self, state) -> None:
+        state.stateful_callbacks = state.stateful_callbacks or {}
+        state.stateful_callbacks[STATE_KEY] = self.state_dict()
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable state saved with every Trainer checkpoint (in `trainer_state.json`)."""
+        return {
+            "skills": self.skill_index.names,
+            "config": {"strategy": self.config.strategy, "seed": self.seed},
+            "draws_per_step": self.draws_per_step,
+            "sampler": self.sampler.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "rewards": None if self.rewards is None else self.rewards.state_dict(),
+            "records": self.records,
+            "loss_sums": self._loss_sums.tolist(),
+            "loss_counts": self._loss_counts.tolist(),
+            "last_signal": None if self._last_signal is None else self._last_signal.tolist(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores the state written by [`state_dict`]."""
+        if state["skills"] != self.skill_index.names or state["config"]["strategy"] != self.config.strategy:
+            raise ValueError(
+                f"The checkpoint's Mixture-of-Skills state is for skills {state['skills']} with strategy "
+                f"{state['config']['strategy']!r}; this run has {self.skill_index.names} with "
+                f"{self.config.strategy!r}. Resume with the same dataset and MoSConfig."
+            )
+        if state["draws_per_step"] != self.draws_per_step:
+            logger.warning(
+                f"The checkpoint drew {state['draws_per_step']} examples per optimizer step and this run draws "
+                f"{self.draws_per_step} (batch size × gradient accumulation × processes changed): training resumes "
+                "with the saved distribution, but the example stream will not match an uninterrupted run."
+            )
+        self.sampler.load_state_dict(state["sampler"])
+        self.strategy.load_state_dict(state["strategy"])
+        if self.rewards is not None:
+            self.rewards.load_state_dict(state["rewards"])
+        self.records = list(state["records"])
+        self._loss_sums = np.asarray(state["loss_sums"], dtype=np.float64)
+        self._loss_counts = np.asarray(state["loss_counts"], dtype=np.float64)
+        if state.get("last_signal") is not None:
+            self._last_signal = np.asarray(state["last_signal"], dtype=np.float64)
+
+
+def _check_trainer(trainer) -> None:
+    """Fails early, with what to change, on trainer settings Mixture-of-Skills cannot honour."""
+    if not callable(getattr(trainer, "_get_train_sampler", None)):
+        raise TypeError(
+            f"{type(trainer).__name__} has no `_get_train_sampler`; MixtureOfSkillsCallback needs a "
+            "`transformers.Trainer` (or a subclass such as TRL's `SFTTrainer`)."
+        )
+    args = trainer.args
+    if getattr(args, "packing", False):
+        raise ValueError(
+            "`packing=True` concatenates examples of different skills into one training row, so rows no longer "
+            "belong to one skill and Mixture-of-Skills cannot sample them. Set `packing=False` (padding-free "
+            "training keeps most of the speed)."
+        )
+    strategy = getattr(args, "train_sampling_strategy", "random")
+    if strategy not in (None, "random") or getattr(args, "group_by_length", False):
+        raise ValueError(
+            f"Mixture-of-Skills replaces the train sampler, which conflicts with "
+            f"`train_sampling_strategy={strategy!r}` / `group_by_length`; use the default random strategy."
+        )
+    accelerator_config = getattr(args, "accelerator_config", None)
+    for option in ("split_batches", "dispatch_batches"):
+        if getattr(accelerator_config, option, None):
+            raise ValueError(
+                f"`accelerator_config.{option}=True` is not supported by Mixture-of-Skills, whose sampler gives every "
+                f"process its own batches of one shared stream; set `{option}=False`."
+            )

@@ -1,0 +1,294 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""Rewards of Mixture-of-Skills, computed with the model being trained on fixed per-skill probe sets.
+
+- **CosSim** (transferability): z_i is the mean, over skill i's probe examples, of the last-layer hidden states
+  mean-pooled over real tokens. R(i) = (1/N) Σ_n cos(z_i, z_n); for MoSpec R(i) = cos(z_i, z_target).
+- **Diff** (difficulty): R(i) is the mean over skill i's probe examples of PPL_θ(x) / PPL_θ0(x), perplexities over
+  the tokens that carry the loss (the completion, under TRL's default `completion_only_loss`), θ0 being the model at
+  train start (with PEFT: the base model, adapters disabled). For MoSpec the target's reward is doubled.
+- **EMA** (learning trajectory), optional on top: R_t = β·R + (1 − β)·R_{t−1}, R_0 = 1.
+
+Probe forward passes run under `no_grad` in eval mode (the model's mode is restored), batched with the trainer's data
+collator, and are split across processes: every rank runs the same number of forward passes (ranks without a real
+batch repeat one and discard it, as FSDP and ZeRO-3 need every rank in every forward), and the per-example results
+are summed across ranks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers.utils import logging
+
+from .data import SkillIndex
+
+
+logger = logging.get_logger(__name__)
+
+# columns the data collators of TRL and Transformers turn into model inputs and labels
+_MODEL_COLUMNS = ("input_ids", "attention_mask", "labels", "completion_mask", "assistant_masks", "token_type_ids")
+_PROBE_STREAM = 2
+
+
+def select_probe_rows(skill_index: SkillIndex, size: int, seed: int) -> list[list[int]]:
+    """Picks a fixed, seeded probe set of at most `size` rows per skill.
+
+    Smaller probe sets of the same seed are prefixes of larger ones, so the Diff probes are a subset of the CosSim
+    probes and one forward pass serves both.
+    """
+    probes = []
+    for skill in range(skill_index.num_skills):
+        rows = skill_index.rows_of(skill)
+        order = np.random.default_rng([seed, _PROBE_STREAM, skill]).permutation(len(rows))
+        probes.append([int(r) for r in rows[order[:size]]])
+    return probes
+
+
+def _unwrap(model):
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP, DeepSpeed engines
+        model = model.module
+    return model
+
+
+def _accepts(model, name: str) -> bool:
+    try:
+        return name in inspect.signature(_unwrap(model).forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class ProbeRunner:
+    """Runs per-example forward passes over rows of the trainer's prepared train dataset, split across processes.
+
+    Args:
+        trainer ([`~transformers.Trainer`]): the trainer (its `train_dataset`, `data_collator`, `model` and
+            `accelerator` are used).
+        skill_column (`str`): the skill column, never passed to the collator.
+        batch_size (`int`): examples per forward pass.
+    """
+
+    def __init__(self, trainer, skill_column: str, batch_size: int):
+        self.trainer = trainer
+        self.batch_size = batch_size
+        columns = trainer.train_dataset.column_names
+        if "input_ids" in columns:
+            self.columns = [c for c in _MODEL_COLUMNS if c in columns]
+        else:  # the collator tokenizes on the fly: give it the raw columns
+            self.columns = [c for c in columns if c != skill_column]
+        self._dataset = None
+
+    def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor]:
+        if self._dataset is None:
+            self._dataset = self.trainer.train_dataset.select_columns(self.columns)
+        features = [self._dataset[row] for row in rows]
+        batch = dict(self.trainer.data_collator(features))
+        device = self.trainer.args.device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        labels = batch.pop("labels", None)
+        if labels is None:  # no labels: every real token counts
+            labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
+        return batch, labels
+
+    @torch.no_grad()
+    def run(self, rows: list[int], hidden: bool, nll: bool, base_model: bool = False) -> torch.Tensor:
+        """Returns, for every row, `[pooled last hidden state (if hidden)..., NLL sum, token count (if nll)]`.
+
+        Args:
+            rows (`list[int]`): dataset rows.
+            hidden (`bool`): compute the mean-pooled last hidden state.
+            nll (`bool`): compute the summed negative log-likelihood of the label tokens and their count.
+            base_model (`bool`): with a PEFT model, disable the adapters.
+
+        Returns:
+            `torch.Tensor`: float64 on CPU, shape `(len(rows), width)`, identical on every process.
+        """
+        model = self.trainer.model
+        accelerator = self.trainer.accelerator
+        world_size, rank = accelerator.num_processes, accelerator.process_index
+        batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        starts = np.cumsum([0] + [len(b) for b in batches])
+        extra = {"use_cache": False}
+        if hidden:
+            extra["output_hidden_states"] = True
+        if not nll and _accepts(model, "logits_to_keep"):
+            extra["logits_to_keep"] = 1  # the LM head over every position is only needed for the NLL
+        unwrapped = accelerator.unwrap_model(model)
+        adapters_off = (
+            unwrapped.disable_adapter() if base_model and hasattr(unwrapped, "disable_adapter") else contextlib.nullcontext()
+        )
+        results: torch.Tensor | None = None
+        was_training = model.training
+        model.eval()
+        try:
+            with adapters_off:
+                for round_ in range(math.ceil(len(batches) / world_size)):
+                    index = round_ * world_size + rank
+                    is_real = index < len(batches)
+                    inputs, labels = self._collate(batches[index] if is_real else batches[-1])
+                    outputs = model(**inputs, **extra)
+                    values = []
+                    if hidden:
+                        states = outputs.hidden_states[-1].float()
+                        mask = inputs.get("attention_mask")
+                        mask = torch.ones(states.shape[:2], device=states.device) if mask is None else mask.float()
+                        values.append((states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1))
+                    if nll:
+                        values.append(_per_example_nll(outputs.logits, labels))
+                    values = torch.cat(values, dim=1).double().cpu()
+                    if results is None:
+                        results = torch.zeros(len(rows), values.shape[1], dtype=torch.float64)
+                    if is_real:
+                        results[starts[index] : starts[index + 1]] = values
+        finally:
+            model.train(was_training)
+        if world_size > 1:  # each row was filled by exactly one rank
+            results = accelerator.reduce(results.to(accelerator.device), reduction="sum").cpu()
+        return results
+
+
+def _per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count."""
+    rows = []
+    for example_logits, example_labels in zip(logits, labels):  # one example at a time bounds the float32 copy
+        shifted = example_labels[1:]
+        mask = shifted != -100
+        losses = F.cross_entropy(example_logits[:-1].float(), shifted.clamp_min(0), reduction="none")
+        rows.append(torch.stack([(losses * mask).sum(), mask.sum().float()]))
+    return torch.stack(rows)
+
+
+class SkillRewards:
+    """Computes the configured MoS reward per skill and keeps what it needs across checkpoints.
+
+    Args:
+        config ([`MoSConfig`]): the configuration (rewards, weights, EMA, probe sizes).
+        skill_index ([`SkillIndex`]): skills of the train dataset.
+        seed (`int`): seed of the probe selection.
+    """
+
+    def __init__(self, config, skill_index: SkillIndex, seed: int):
+        self.config = config
+        self.weights = dict(zip(config.reward, config.reward_weights))
+        self.target = skill_index.names.index(config.target_skill) if config.target_skill is not None else None
+        self.num_skills = skill_index.num_skills
+        sizes = {"cossim": config.cossim_probe_size, "diff": config.diff_probe_size}
+        self.probe_size = {name: sizes[name] for name in config.reward}
+        self.probe_rows = select_probe_rows(skill_index, max(self.probe_size.values()), seed)
+        self.base_ppl: list[list[float]] | None = None
+        self.ema: np.ndarray | None = None
+        self.last: dict[str, list[float]] = {}
+
+    def _rows(self, name: str) -> list[list[int]]:
+        return [rows[: self.probe_size[name]] for rows in self.probe_rows]
+
+    @staticmethod
+    def _flatten(per_skill: list[list[int]]) -> tuple[list[int], list[int]]:
+        rows = [row for skill_rows in per_skill for row in skill_rows]
+        skills = [skill for skill, skill_rows in enumerate(per_skill) for _ in skill_rows]
+        return rows, skills
+
+    def compute_base(self, runner: ProbeRunner) -> None:
+        """Records the perplexities of the Diff probes under the model as it is now (call at train start)."""
+        if "diff" not in self.weights:
+            return
+        rows, skills = self._flatten(self._rows("diff"))
+        nll = runner.run(rows, hidden=False, nll=True, base_model=True)
+        ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
+        self.base_ppl = [[p for p, s in zip(ppl, skills) if s == skill] for skill in range(self.num_skills)]
+
+    def compute(self, runner: ProbeRunner) -> np.ndarray:
+        """Returns the reward per skill (after the weighted combination and the EMA, if configured)."""
+        use_cossim, use_diff = "cossim" in self.weights, "diff" in self.weights
+        per_skill = self.probe_rows if use_cossim else self._rows("diff")
+        rows, skills = self._flatten(per_skill)
+        # Diff probes are prefixes of the CosSim probes: one forward pass serves both
+        values = runner.run(rows, hidden=use_cossim, nll=use_diff)
+        skills = np.asarray(skills)
+        components: dict[str, np.ndarray] = {}
+        if use_cossim:
+            hidden = values[:, :-2] if use_diff else values
+            z = torch.stack([hidden[torch.as_tensor(skills == s)].mean(0) for s in range(self.num_skills)])
+            cosine = F.cosine_similarity(z[:, None, :], z[None, :, :], dim=-1).numpy()
+            components["cossim"] = cosine[:, self.target] if self.target is not None else cosine.mean(axis=1)
+        if use_diff:
+            nll = values[:, -2:]
+            ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).numpy()
+            diff = np.zeros(self.num_skills)
+            for skill in range(self.num_skills):
+                count = min(self.probe_size["diff"], len(self.probe_rows[skill]))
+                current = ppl[skills == skill][:count]
+                diff[skill] = float(np.mean(current / np.asarray(self.base_ppl[skill])))
+            if self.target is not None:
+                diff[self.target] *= 2.0
+            components["diff"] = diff
+        reward = sum(self.weights[name] * components[name] for name in components)
+        self.last = {name: value.tolist() for name, value in components.items()}
+        if self.config.use_ema and np.all(np.isfinite(reward)):
+            previous = np.ones(self.num_skills) if self.ema is None else self.ema
+            reward = self.config.ema_beta * reward + (1 - self.config.ema_beta) * previous
+            self.ema = reward
+        self.last["reward"] = np.asarray(reward).tolist()
+        return np.asarray(reward, dtype=np.float64)
+
+    def state_dict(self) -> dict:
+        return {
+            "probe_rows": self.probe_rows,
+            "base_ppl": self.base_ppl,
+            "ema": None if self.ema is None else self.ema.tolist(),
+            "last": self.last,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["probe_rows"] != self.probe_rows:
+            raise ValueError(
+                "The saved Mixture-of-Skills probe sets differ from this run's (different train dataset or seed); "
+                "resume with the same data and seed."
+            )
+        self.base_ppl = state["base_ppl"]
+        self.ema = None if state["ema"] is None else np.asarray(state["ema"], dtype=np.float64)
+        self.last = state.get("last", {})
+
+
+class TrainingLossRecorder:
+    """Records the per-example training loss of every training forward pass (for ODM), through a forward hook.
+
+    Reads TRL's fused output (`log_probs`, `label_mask`) when present, else the logits and the `labels` passed to
+    the model. Forward passes in eval mode or without gradients (evaluation, probes) are ignored.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.losses: list[torch.Tensor] = []
+        self._handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output) -> None:
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        with torch.no_grad():
+            log_probs = getattr(output, "log_probs", None)
+            label_mask = getattr(output, "label_mask", None)
+            if log_probs is not None and label_mask is not None:
+                counts = label_mask.sum(1).float()
+                losses = -log_probs.float().sum(1) / counts.clamp_min(1)
+            else:
+                logits, labels = getattr(output, "logits", None), kwargs.get("labels")
+                if logits is None or labels is None:
+                    raise RuntimeError(
+                        "Online Data Mixing needs per-example training losses, but the model's forward got no "
+                        "`labels` or returned no logits. Use a data collator that provides `labels`."
+                    )
+                nll = _per_example_nll(logits.detach(), labels)
+                losses = nll[:, 0] / nll[:, 1].clamp_min(1)
+        self.losses.append(losses.cpu())
+
+    def pop(self) -> list[torch.Tensor]:
+        """Returns the losses recorded since the last call, one tensor per forward pass."""
+        losses, self.losses = self.losses, []
+        return losses
+
+    def remove(self) -> None:
+        self._handle.remove()
