@@ -53,7 +53,7 @@ def test_short_demo_run_prints_a_per_skill_table(tmp_path, capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("method"))
     assert header.split() == ["method", "copy", "reverse", "sort", "add", "balanced"]
-    row = next(line for line in out.splitlines() if line.startswith("SFT"))
+    row = next(line for line in out.splitlines() if line.startswith("PROP (stock SFTTrainer)"))
     values = [float(v) for v in row.split()[-5:]]
     assert all(0.0 <= v <= 100.0 for v in values)
 
@@ -64,3 +64,12 @@ def test_tiny_model_command_saves_a_loadable_model(tmp_path, capsys):
     assert main(["tiny-model", str(tmp_path / "m")]) == 0
     assert AutoTokenizer.from_pretrained(tmp_path / "m").eos_token == "<|im_end|>"
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "m").config.hidden_size == 64
+
+
+def test_short_mos_demo_run_compares_mixtures(tmp_path, capsys):
+    assert main(["demo", "--part", "mos", "--max-steps", "4", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for method in ("UNI", "TEMP (tau=10)", "MoS (Diff+EMA)"):
+        assert any(line.startswith(method) for line in out.splitlines()), method
+    assert (tmp_path / "mos-mos" / "mos_probabilities.png").exists()
+    assert (tmp_path / "mos-mos" / "mos_history.jsonl").exists()

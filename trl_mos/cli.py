@@ -38,7 +38,7 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
-DEMO_PARTS = ["sft"]
+DEMO_PARTS = ["sft", "mos"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,16 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never needs the Hub
-    from .demo import DemoConfig, format_table, run_sft_demo
+    from .demo import DemoConfig, format_table, run_mos_demo, run_sft_demo
 
     config = DemoConfig(
         output_dir=args.output_dir, seed=args.seed, max_steps=args.max_steps, show_progress=not args.no_progress
     )
     parts = DEMO_PARTS if args.part == "all" else [args.part]
+    title = "Held-out exact-match accuracy (%)"
+    rows: dict[str, dict[str, float]] = {}
     if "sft" in parts:
         print(f"[sft] stock SFTTrainer, {config.max_steps} steps on the bundled skills (sizes 4000:1000:200:100)")
-        scores = run_sft_demo(config)
-        print(format_table({"SFT (proportional)": scores}, title="Held-out exact-match accuracy (%)"))
+        rows["PROP (stock SFTTrainer)"] = run_sft_demo(config)
+        print(format_table(rows, title=title))
+    if "mos" in parts:
+        print(f"[mos] uniform, temperature and Mixture-of-Skills sampling, {config.max_steps} steps each")
+        mixtures, plot_path = run_mos_demo(config)
+        rows.update(mixtures)
+        print(format_table(rows, title=title))
+        print(f"MoS sampling probabilities over training: {plot_path}")
     return 0
 
 

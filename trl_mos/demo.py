@@ -62,6 +62,33 @@ class DemoConfig:
         return tiny_sft_config(os.path.join(self.output_dir, run_name), **kwargs)
 
 
+def _train_on_skills(config: DemoConfig, run_name: str, mos_config=None) -> tuple[dict[str, float], object]:
+    """Trains the tiny model on the bundled skills, optionally with Mixture-of-Skills; returns accuracies and the
+    callback (or `None`)."""
+    from trl import SFTTrainer
+
+    from .mixing import MixtureOfSkillsCallback
+    from .tasks import evaluate_skill_accuracy, make_skill_datasets
+    from .testing import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(seed=config.seed)
+    model = build_tiny_model(tokenizer, seed=config.seed, hidden_size=config.hidden_size)
+    data = make_skill_datasets(seed=config.seed)
+    trainer = SFTTrainer(
+        model=model,
+        args=config.sft_config(run_name),
+        train_dataset=data["train"],
+        processing_class=tokenizer,
+    )
+    callback = None
+    if mos_config is not None:
+        callback = MixtureOfSkillsCallback(trainer, mos_config)
+        trainer.add_callback(callback)
+    trainer.train()
+    scores = evaluate_skill_accuracy(trainer.model, tokenizer, data["test"], show_progress=config.show_progress)
+    return scores, callback
+
+
 def run_sft_demo(config: DemoConfig) -> dict[str, float]:
     """Trains the tiny model with a stock `SFTTrainer` on the multi-skill set (sampled as given, i.e. proportionally)
     and returns its held-out accuracy per skill.
@@ -72,22 +99,39 @@ def run_sft_demo(config: DemoConfig) -> dict[str, float]:
     Returns:
         `dict[str, float]`: greedy exact-match accuracy per skill, plus `"balanced"` (mean over skills).
     """
-    from trl import SFTTrainer
+    return _train_on_skills(config, "sft")[0]
 
-    from .tasks import evaluate_skill_accuracy, make_skill_datasets
-    from .testing import build_tiny_model, build_tiny_tokenizer
 
-    tokenizer = build_tiny_tokenizer(seed=config.seed)
-    model = build_tiny_model(tokenizer, seed=config.seed, hidden_size=config.hidden_size)
-    data = make_skill_datasets(seed=config.seed)
-    trainer = SFTTrainer(
-        model=model,
-        args=config.sft_config("sft"),
-        train_dataset=data["train"],
-        processing_class=tokenizer,
-    )
-    trainer.train()
-    return evaluate_skill_accuracy(trainer.model, tokenizer, data["test"], show_progress=config.show_progress)
+# The paper updates every S=100 steps over ~4,850 steps (~48 updates); the demo's 1,000 steps keep ~50 updates.
+DEMO_MIXTURES = {
+    "UNI": dict(strategy="uniform"),
+    "TEMP (tau=10)": dict(strategy="temperature", temperature=10.0),
+    "MoS (Diff+EMA)": dict(strategy="mos", reward=["diff"], use_ema=True),
+}
+
+
+def run_mos_demo(config: DemoConfig) -> tuple[dict[str, dict[str, float]], str]:
+    """Trains the tiny model on the bundled skills with the uniform and temperature baselines and with
+    Mixture-of-Skills (Diff reward + EMA), all through `MixtureOfSkillsCallback`.
+
+    Args:
+        config ([`DemoConfig`]): the demo settings.
+
+    Returns:
+        `tuple[dict[str, dict[str, float]], str]`: held-out accuracy per skill (and `"balanced"`) per method, and the
+        path of the MoS run's probability plot.
+    """
+    from .mixing import MoSConfig
+
+    update_steps = max(1, config.max_steps // 50)
+    results, plot_path = {}, ""
+    for name, kwargs in DEMO_MIXTURES.items():
+        run_name = "mos-" + name.split()[0].lower()
+        mos_config = MoSConfig(**kwargs, update_steps=update_steps if kwargs["strategy"] == "mos" else None)
+        results[name], _ = _train_on_skills(config, run_name, mos_config)
+        if kwargs["strategy"] == "mos":
+            plot_path = os.path.join(config.output_dir, run_name, "mos_probabilities.png")
+    return results, plot_path
 
 
 def format_table(rows: dict[str, dict[str, float]], title: str = "") -> str:

@@ -71,8 +71,8 @@ class MixtureOfSkillsCallback(TrainerCallback):
                 f"MoSpec target skill {self.config.target_skill!r} is not in the mixture; the skills are {names}."
             )
         args = trainer.args
-        if self.config.seed is not None:
-            self.seed = self.config.seed
+        if self.config.mixing_seed is not None:
+            self.seed = self.config.mixing_seed
         else:
             self.seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
         self.strategy = build_strategy(self.config, self.skill_index.sizes, self.seed)

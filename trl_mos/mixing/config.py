@@ -43,9 +43,9 @@ class MoSConfig:
         update_steps (`int` or `None`, *optional*, defaults to `None`):
             Optimizer steps between two updates of the distribution (S in the paper). Defaults to 100 for MoS and
             MoSpec (the paper's value) and 1 for ODM; unused by the static strategies.
-        seed (`int` or `None`, *optional*, defaults to `None`):
+        mixing_seed (`int` or `None`, *optional*, defaults to `None`):
             Seed of the sampler, the probe sets and the policy initialisation. Defaults to the trainer's `data_seed`,
-            or its `seed`.
+            or its `seed`. (Named so as not to clash with `seed` of the training arguments on one command line.)
 
         > Parameters that control the MoS policy
 
@@ -119,7 +119,7 @@ class MoSConfig:
         default=None,
         metadata={"help": "Optimizer steps between updates (default: 100 for MoS/MoSpec, 1 for ODM)."},
     )
-    seed: int | None = field(
+    mixing_seed: int | None = field(
         default=None, metadata={"help": "Seed of sampler, probes and policy (default: the trainer's data_seed or seed)."}
     )
 
