@@ -1,0 +1,212 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+r"""Pulling answers and programs out of completions: `\boxed{}` answers, the last number, a regular expression, and
+code in markdown fences. Standard library only (the math worker processes import it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\b\s*")
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?(?![\w])|(?<![\w.])-?\.\d+")
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
+_PYTHON_LANGUAGES = {"", "python", "py", "python3", "py3", "pycon"}
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The content of the last complete `\boxed{...}` (or `\fbox{...}`) in `text`, braces balanced; `\boxed 5` (no
+    braces) gives `"5"`.
+
+    Args:
+        text (`str`): the completion.
+
+    Returns:
+        `str` or `None`: the boxed content, stripped; `None` if there is none.
+
+    Example:
+
+    ```python
+    >>> extract_boxed(r"so $x = \boxed{\frac{1}{2}}$.")
+    '\\frac{1}{2}'
+    ```
+    """
+    starts = [match.end() for match in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        if start < len(text) and text[start] == "{":
+            depth = 0
+            for position in range(start, len(text)):
+                char = text[position]
+                if char == "{":
+                    depth += 1
+                elif char == "}":
+                    depth -= 1
+                    if depth == 0:
+                        content = text[start + 1 : position].strip()
+                        if content:
+                            return content
+                        break
+        else:
+            token = re.match(r"[^\s$.,;]+", text[start:])
+            if token:
+                return token.group(0)
+    return None
+
+
+def extract_last_number(text: str) -> str | None:
+    """The last number in `text`: integers, decimals, thousands separators (`1,234`), exponents and simple fractions
+    (`3/4`), with an optional minus sign.
+
+    Args:
+        text (`str`): the completion.
+
+    Returns:
+        `str` or `None`: the number as written; `None` if there is none.
+
+    Example:
+
+    ```python
+    >>> extract_last_number("5 + 3 = 8. The answer is 8.")
+    '8'
+    ```
+    """
+    last = None
+    for last in _NUMBER.finditer(text):
+        pass
+    return None if last is None else last.group(0)
+
+
+def make_extractor(extraction: str | Callable[[str], str | None] = "auto") -> Callable[[str], str | None]:
+    r"""Turns an extraction setting into a function `text -> answer or None`.
+
+    Args:
+        extraction (`str` or `callable`, *optional*, defaults to `"auto"`):
+            - `"boxed"`: [`extract_boxed`];
+            - `"last_number"`: [`extract_last_number`];
+            - `"auto"`: the `\boxed{}` answer if there is one, else the last number;
+            - any other string: a regular expression; the answer is its first group (or the whole match if it has no
+              group) in the **last** match;
+            - a callable: used as is.
+
+    Returns:
+        `callable`: the extractor.
+
+    Example:
+
+    ```python
+    >>> make_extractor(r"Answer: (\w+)")("Answer: yes. Answer: no")
+    'no'
+    ```
+    """
+    if callable(extraction):
+        return extraction
+    if extraction == "boxed":
+        return extract_boxed
+    if extraction == "last_number":
+        return extract_last_number
+    if extraction == "auto":
+        return _extract_auto
+    if not isinstance(extraction, str) or not extraction:
+        raise ValueError(f"`extraction` must be 'auto', 'boxed', 'last_number', a regex or a callable, got {extraction!r}.")
+    try:
+        pattern = re.compile(extraction)
+    except re.error as exc:
+        raise ValueError(f"`extraction` {extraction!r} is not a valid regular expression: {exc}") from exc
+    if pattern.groups > 1:
+        raise ValueError(f"The extraction regex {extraction!r} must have at most one group, it has {pattern.groups}.")
+    return _RegexExtractor(pattern)
+
+
+class _RegexExtractor:
+    """Picklable regex extractor (the math workers receive it)."""
+
+    def __init__(self, pattern: re.Pattern):
+        self.pattern = pattern
+
+    def __call__(self, text: str) -> str | None:
+        last = None
+        for last in self.pattern.finditer(text):
+            pass
+        if last is None:
+            return None
+        answer = last.group(1) if self.pattern.groups else last.group(0)
+        return None if answer is None else answer.strip()
+
+
+def _extract_auto(text: str) -> str | None:
+    return extract_boxed(text) or extract_last_number(text)
+
+
+def extract_answer(text: str, extraction: str | Callable[[str], str | None] = "auto") -> str | None:
+    r"""Extracts the final answer from a completion (see [`make_extractor`] for the settings).
+
+    Args:
+        text (`str`): the completion.
+        extraction (`str` or `callable`, *optional*, defaults to `"auto"`): how.
+
+    Returns:
+        `str` or `None`: the answer, or `None` if none was found.
+
+    Example:
+
+    ```python
+    >>> extract_answer(r"2 + 2 = 4, so \boxed{4}.")
+    '4'
+    ```
+    """
+    return make_extractor(extraction)(text)
+
+
+def defines(code: str, name: str) -> bool:
+    """Whether `code` defines `name` at some indentation (`def name(`, `async def name(` or `name = `).
+
+    Args:
+        code (`str`): Python source.
+        name (`str`): a function name.
+
+    Returns:
+        `bool`: whether a definition is present.
+
+    Example:
+
+    ```python
+    >>> defines("def add(a, b):\\n    return a + b\\n", "add")
+    True
+    ```
+    """
+    escaped = re.escape(name)
+    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{escaped}[ \t]*\(|^{escaped}[ \t]*=", code, re.MULTILINE) is not None
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str | None:
+    """The program in a markdown code fence, if the completion has one.
+
+    Python fences (` ```python `, ` ```py `, or no language) are preferred; among them, the last one that defines
+    `entry_point` (when given), else the last one. A fence left open at the end (a truncated completion) counts.
+
+    Args:
+        text (`str`): the completion.
+        entry_point (`str`, *optional*): the function the program must define.
+
+    Returns:
+        `str` or `None`: the code, or `None` when the completion has no fence.
+
+    Example:
+
+    ```python
+    >>> extract_code("Here:\\n```python\\nprint(1)\\n```\\nDone.")
+    'print(1)\\n'
+    ```
+    """
+    if "```" not in text:
+        return None
+    blocks = [(match.group(1).lower(), match.group(2)) for match in _FENCE.finditer(text)]
+    if not blocks:
+        return None
+    python = [code for language, code in blocks if language in _PYTHON_LANGUAGES] or [code for _, code in blocks]
+    if entry_point:
+        defining = [code for code in python if defines(code, entry_point)]
+        if defining:
+            return defining[-1]
+    return python[-1]
