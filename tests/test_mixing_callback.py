@@ -87,9 +87,14 @@ def test_mos_run_logs_metrics_history_and_plot(tmp_path, tiny_tokenizer, skills)
     assert skills_consumed.tolist() == [logs[-1][f"mos/consumed/{name}"] for name in SIZES]
 
 
-@pytest.mark.parametrize("accumulation, workers", [(1, 0), (2, 2)])
-def test_stop_and_resume_replays_the_uninterrupted_run(tmp_path, tiny_tokenizer, skills, accumulation, workers):
+@pytest.mark.parametrize(
+    "accumulation, workers, small",
+    [(1, 0, False), (2, 2, False), (1, 0, True)],  # the last one crosses epoch boundaries before and after the stop
+)
+def test_stop_and_resume_replays_the_uninterrupted_run(tmp_path, tiny_tokenizer, skills, accumulation, workers, small):
     config = MoSConfig(reward=["cossim", "diff"], use_ema=True, **FAST_MOS)
+    if small:  # 26 rows, 4 per step: 7 steps per epoch
+        skills = make_skill_datasets(seed=0, sizes={"copy": 14, "reverse": 6, "sort": 4, "add": 2})["train"]
     overrides = dict(
         max_steps=16, save_strategy="steps", save_steps=8, gradient_accumulation_steps=accumulation,
         dataloader_num_workers=workers, per_device_train_batch_size=2 if accumulation > 1 else 4,

@@ -155,12 +155,10 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self._collect_training_losses(args, state.global_step - 1)
         if self.strategy.signal != "none" and state.global_step % self.config.update_steps == 0:
             self._update(args, state)
-        if control.should_save:
-            self._snapshot(state)
+        self._maybe_snapshot(state, control)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if control.should_save:
-            self._snapshot(state)
+        self._maybe_snapshot(state, control)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         # Add the metrics to the training log itself, so that the trainer's log history and every reporting
@@ -268,9 +266,12 @@ class MixtureOfSkillsCallback(TrainerCallback):
         os.replace(f.name, path)
 
     # ------------------------------------------------------------------ checkpointing
-    def _snapshot(self, state) -> None:
-        state.stateful_callbacks = state.stateful_callbacks or {}
-        state.stateful_callbacks[STATE_KEY] = self.state_dict()
+    def _maybe_snapshot(self, state, control) -> None:
+        # The trainer writes `state` into the checkpoint after this event when it saves: on `should_save`, and, with
+        # `save_strategy="best"`, after an evaluation that finds a new best metric. Nothing here changes in between.
+        if control.should_save or control.should_evaluate:
+            state.stateful_callbacks = state.stateful_callbacks or {}
+            state.stateful_callbacks[STATE_KEY] = self.state_dict()
 
     def state_dict(self) -> dict:
         """JSON-serialisable state saved with every Trainer checkpoint (in `trainer_state.json`)."""
