@@ -296,3 +296,15 @@ def test_concatenate_skills(skills):
         concatenate_skills({"math": a, "chat": b.select([])})
     with pytest.raises(ValueError, match="already has a column 'skill'"):
         concatenate_skills({"math": skills, "chat": skills})
+
+
+def test_a_second_train_call_starts_a_new_mixing_run(tmp_path, tiny_tokenizer, skills):
+    trainer, callback = make_trainer(tmp_path, skills, MoSConfig(**FAST_MOS), tiny_tokenizer, max_steps=10)
+    trainer.train()
+    first_sampler = callback.sampler
+    assert [r["step"] for r in callback.records] == [0, 5, 10] and len(first_sampler.history) == 3
+    trainer.train()
+    assert callback.sampler is not first_sampler
+    assert [r["step"] for r in callback.records] == [0, 5, 10]  # not appended to the first run's records
+    assert callback.records[0]["probabilities"] == {name: 0.25 for name in SIZES}
+    assert callback.sampler.history[0] == (0, [0.25] * 4)

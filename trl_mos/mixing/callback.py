@@ -75,23 +75,28 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self.seed = self.config.mixing_seed
         else:
             self.seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
+        self.runner = ProbeRunner(trainer, self.config.skill_column, self.config.probe_batch_size)
+        self.sampler: SkillSampler | None = None
+        self._loss_recorder: TrainingLossRecorder | None = None
+        self._warned_loss_mismatch = False
+        self._reset()
+        # Install the sampler without copying any Trainer method: the trainer looks `_get_train_sampler` up on the
+        # instance when it builds the train dataloader.
+        trainer._get_train_sampler = self._get_train_sampler
+
+    def _reset(self) -> None:
+        """Puts the strategy, the rewards and the bookkeeping in their initial state (a new run)."""
+        num_skills = self.skill_index.num_skills
         self.strategy = build_strategy(self.config, self.skill_index.sizes, self.seed)
         self.rewards = (
             SkillRewards(self.config, self.skill_index, self.seed) if self.strategy.signal == "rewards" else None
         )
-        self.runner = ProbeRunner(trainer, self.config.skill_column, self.config.probe_batch_size)
-        self.sampler: SkillSampler | None = None
         self.records: list[dict] = []  # one per change of the distribution, written to the history file
-        self._loss_recorder: TrainingLossRecorder | None = None
-        self._loss_sums = np.zeros(len(names))
-        self._loss_counts = np.zeros(len(names))
-        self._consumed = np.zeros(len(names), dtype=np.int64)
+        self._loss_sums = np.zeros(num_skills)
+        self._loss_counts = np.zeros(num_skills)
+        self._consumed = np.zeros(num_skills, dtype=np.int64)
         self._consumed_until = 0
         self._last_signal: np.ndarray | None = None
-        self._warned_loss_mismatch = False
-        # Install the sampler without copying any Trainer method: the trainer looks `_get_train_sampler` up on the
-        # instance when it builds the train dataloader.
-        trainer._get_train_sampler = self._get_train_sampler
 
     # ------------------------------------------------------------------ geometry of the index stream
     @property
@@ -115,8 +120,10 @@ class MixtureOfSkillsCallback(TrainerCallback):
         draws = self.draws_per_step
         # a whole number of optimizer steps per epoch: every batch is full and no rank pads with repeated examples
         epoch_length = math.ceil(len(dataset) / draws) * draws
-        if self.sampler is None or self.sampler.epoch_length != epoch_length:
-            self.sampler = SkillSampler(self.skill_index, self.strategy.probabilities, self.seed, epoch_length)
+        # a new sampler for every dataloader: each `trainer.train()` call starts a new run (or resumes one, in which
+        # case `on_train_begin` restores the history)
+        prior = build_strategy(self.config, self.skill_index.sizes, self.seed).probabilities
+        self.sampler = SkillSampler(self.skill_index, prior, self.seed, epoch_length)
         return self.sampler
 
     # ------------------------------------------------------------------ events
@@ -137,6 +144,8 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self.load_state_dict(saved)
             self._rewrite_history_file(args, state)
         else:
+            if self.records:  # `trainer.train()` was called before on this trainer: start over
+                self._reset()
             if self.rewards is not None:
                 self.rewards.compute_base(self.runner)
             self._record(state.global_step, position=0, probabilities=self.strategy.probabilities)
