@@ -508,6 +508,12 @@ class Sandbox:
         finally:
             slots.put(slot)
 
+    @property
+    def uids(self) -> list[int]:
+        """The uids programs currently run under (one per started worker slot; empty when privileges are not dropped),
+        e.g. to check that no process of theirs is left."""
+        return [slot.uid for slot in self._all_slots if slot.uid is not None]
+
     def close(self) -> None:
         """Stops the fork servers and removes the temporary directories."""
         with self._lock:
