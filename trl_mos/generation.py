@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
-
 
 Prompt = str | list[dict[str, Any]]  # plain text, or a conversation (list of messages) in TRL's conversational format
 
@@ -69,6 +67,55 @@ def generate_token_ids(
         `list[list[list[int]]]`: for each prompt, `num_return_sequences` completions as token ids, cut after the first
         end-of-sequence token (kept) and without padding.
     """
+    return generate_from_token_ids(
+        model,
+        tokenizer,
+        tokenize_prompts(tokenizer, prompts),
+        generation_config,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        description=description,
+    )
+
+
+@torch.no_grad()
+def generate_from_token_ids(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[Sequence[int]],
+    generation_config: GenerationConfig,
+    batch_size: int = 64,
+    show_progress: bool = False,
+    description: str = "Generating",
+) -> list[list[list[int]]]:
+    """[`generate_token_ids`] for prompts that are already tokenized.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): the (unwrapped) causal LM.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer; needs a pad token.
+        prompt_ids (`Sequence[Sequence[int]]`): the token ids of every prompt, e.g. from [`tokenize_prompts`].
+        generation_config ([`~transformers.GenerationConfig`]): sampling settings, `max_new_tokens` included.
+        batch_size (`int`, *optional*, defaults to `64`): prompts per `generate` call.
+        show_progress (`bool`, *optional*, defaults to `False`): show a tqdm bar.
+        description (`str`, *optional*, defaults to `"Generating"`): the bar's label.
+
+    Returns:
+        `list[list[list[int]]]`: for each prompt, `num_return_sequences` completions as token ids, cut after the first
+        end-of-sequence token (kept) and without padding.
+
+    Example:
+
+    ```python
+    >>> from transformers import GenerationConfig
+    >>> from trl_mos.generation import generate_from_token_ids, tokenize_prompts
+    >>> from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
+    >>> tokenizer = build_tiny_tokenizer()
+    >>> model = build_tiny_model(tokenizer)
+    >>> ids = tokenize_prompts(tokenizer, ["copy: a b ="])
+    >>> len(generate_from_token_ids(model, tokenizer, ids, GenerationConfig(max_new_tokens=4))[0])
+    1
+    ```
+    """
     if tokenizer.pad_token_id is None:
         raise ValueError("The tokenizer has no pad token; set `tokenizer.pad_token` (e.g. to the eos token).")
     if batch_size < 1:
@@ -82,7 +129,7 @@ def generate_token_ids(
         eos_ids = tokenizer.eos_token_id
     eos_ids = set(eos_ids if isinstance(eos_ids, (list, tuple)) else [eos_ids]) - {None}
 
-    prompt_ids = tokenize_prompts(tokenizer, prompts)
+    prompt_ids = [list(ids) for ids in prompt_ids]
     order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
     results: list[list[list[int]]] = [[] for _ in prompt_ids]
     device = next(model.parameters()).device
