@@ -730,6 +730,11 @@ def main(argv: list[str]) -> None:
                 caps["network_namespace"] = bool(setup.get("isolate_network"))
             except OSError:
                 pass
+    if not hasattr(builtins, "exit"):  # started with -S: give programs the `exit()` / `quit()` that `site` adds
+        import _sitebuiltins
+
+        builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+        builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
     for name in setup.get("preload", ()):
         try:
             __import__(name)
