@@ -253,6 +253,58 @@ def test_memory_bomb_fails_fast(sandbox):
     _assert_contained(sandbox, results, started, TIMEOUT + 3)
 
 
+def test_memory_of_all_processes_together_is_capped(sandbox):
+    if not sandbox.capabilities["cgroup"]:
+        pytest.skip("no writable cgroup file system here: memory is capped per process only (RLIMIT_AS)")
+    # six children each try to hold 100 MiB; the run as a whole may use 256 MiB
+    program = textwrap.dedent(
+        """
+        import os, time
+        read_end, write_end = os.pipe()
+        for _ in range(6):
+            if os.fork() == 0:
+                block = bytearray(100 * 1024 * 1024)
+                block[::4096] = b"x" * len(block[::4096])
+                os.write(write_end, b"1")
+                time.sleep(30)
+                os._exit(0)
+        os.close(write_end)
+        time.sleep(1.0)
+        os.set_blocking(read_end, False)
+        try:
+            print(len(os.read(read_end, 100)))
+        except BlockingIOError:
+            print(0)
+        """
+    )
+    result = sandbox.run(program)
+    assert result["returncode"] == 0, result
+    assert int(result["stdout"]) <= 2
+    assert _sandbox_processes(sandbox) == []
+
+
+def test_disk_writes_are_capped(sandbox):
+    if not sandbox.capabilities["private_tmp"]:
+        pytest.skip("no mount namespace here: programs write to a directory on the host's temporary file system")
+    program = textwrap.dedent(
+        """
+        import os
+        written = 0
+        try:
+            for i in range(20):
+                with open(f"file{i}", "wb") as handle:
+                    handle.write(b"x" * (8 << 20))
+                written += 8
+        except OSError as error:
+            print(written, error.errno)
+        """
+    )
+    result = sandbox.run(program)
+    written, errno_value = result["stdout"].split()
+    assert int(written) <= 64 and int(errno_value) == 28  # ENOSPC: the private /tmp holds 64 MiB
+    assert _job_dirs(sandbox) == []
+
+
 def test_output_flood_is_capped(sandbox):
     started = time.monotonic()
     results = sandbox.check(

@@ -244,6 +244,59 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.002)
 
 
+def make_cgroups(name: str, memory_bytes: int | None, processes: int | None) -> list[str]:
+    """Creates (or reuses) control groups that cap the total memory and the number of tasks of one run, all its
+    processes together; returns their directories (empty where cgroups cannot be written). cgroup v2 is used when it
+    is mounted with the memory / pids controllers enabled for children of the root, else cgroup v1."""
+    made = []
+    try:
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            with open("/sys/fs/cgroup/cgroup.subtree_control") as handle:
+                enabled = handle.read().split()
+            settings = {}
+            if memory_bytes and "memory" in enabled:
+                settings["memory.max"] = memory_bytes
+            if processes and "pids" in enabled:
+                settings["pids.max"] = processes
+            if settings:
+                path = f"/sys/fs/cgroup/{name}"
+                os.makedirs(path, exist_ok=True)
+                for key, value in settings.items():
+                    with open(os.path.join(path, key), "w") as handle:
+                        handle.write(str(value))
+                made.append(path)
+        else:
+            for controller, key, value in (
+                ("memory", "memory.limit_in_bytes", memory_bytes),
+                ("pids", "pids.max", processes),
+            ):
+                base = f"/sys/fs/cgroup/{controller}"
+                if value and os.path.isdir(base) and os.access(base, os.W_OK):
+                    path = os.path.join(base, name)
+                    os.makedirs(path, exist_ok=True)
+                    with open(os.path.join(path, key), "w") as handle:
+                        handle.write(str(value))
+                    made.append(path)
+    except OSError:
+        remove_cgroups(made)
+        return []
+    return made
+
+
+def remove_cgroups(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def _join_cgroups(paths: list[str]) -> None:
+    for path in paths:
+        with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+            handle.write("0")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Runner R: isolation set-up, then the program (never returns)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -284,12 +337,14 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, int, int, in
     if caps.get("mount_namespace"):
         unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        workdir_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-        source = f"/proc/self/fd/{workdir_fd}"
         if caps.get("private_tmp"):
-            for target in ("/dev/shm", "/var/tmp", "/tmp"):
+            # a fresh, size-limited tmpfs as /tmp (also seen as /var/tmp and /dev/shm): the working directory
+            owner = "" if setup.get("uid") is None else f",uid={setup['uid']},gid={setup['gid']}"
+            options = f"size={setup['disk_mb']}m,nr_inodes=16384,mode=700{owner}"
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, options)
+            for target in ("/dev/shm", "/var/tmp"):
                 if os.path.isdir(target) and not os.path.islink(target):
-                    _mount(source, target, None, MS_BIND)
+                    _mount("/tmp", target, None, MS_BIND)
             cwd = "/tmp"
         if caps.get("private_proc"):
             _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -305,7 +360,6 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, int, int, in
                 os.close(fd)
         if caps.get("readonly_root"):
             _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.close(workdir_fd)
     os.chdir(cwd)
 
     _set_limits(setup["limits"])
@@ -506,6 +560,8 @@ def _supervise(job: dict, setup: dict, caps: dict) -> dict:
     timeout = float(job.get("timeout", setup["timeout"]))
     cap = int(setup["max_output_bytes"])
     uid, gid = setup.get("uid"), setup.get("gid")
+    if caps.get("cgroup"):
+        _join_cgroups(setup["cgroups"])  # the runner and everything it starts inherit them
     if caps.get("pid_namespace"):
         unshare(CLONE_NEWPID)
     workdir = tempfile.mkdtemp(prefix="job-", dir=setup["tmp_root"])
@@ -655,7 +711,9 @@ def _run_one(job: dict, setup: dict, caps: dict, out_fd: int) -> None:
         write_message(out_fd, {"error": f"sandbox error: supervisor ended with status {status}"})
 
 
-_FEATURES = ("pid_namespace", "mount_namespace", "private_proc", "python_binds", "private_tmp", "readonly_root")
+_FEATURES = (
+    "cgroup", "pid_namespace", "mount_namespace", "private_proc", "python_binds", "private_tmp", "readonly_root",
+)  # fmt: skip
 
 
 def _probe_capabilities(setup: dict, wanted: dict) -> dict:
@@ -668,7 +726,7 @@ def _probe_capabilities(setup: dict, wanted: dict) -> dict:
                 continue
             if feature == "private_proc" and not caps.get("pid_namespace"):
                 continue
-            if feature != "pid_namespace" and feature != "mount_namespace" and not caps.get("mount_namespace"):
+            if feature not in ("cgroup", "pid_namespace", "mount_namespace") and not caps.get("mount_namespace"):
                 continue
             trial = dict(caps, **{feature: True})
             _run_one({"kind": "probe", "timeout": 10}, setup, trial, write_fd)
@@ -741,17 +799,26 @@ def main(argv: list[str]) -> None:
         except BaseException:
             pass
     wanted = {}
+    setup["cgroups"] = []
     if setup.get("namespaces") and sys.platform.startswith("linux"):
         wanted = dict.fromkeys(_FEATURES, True)
         setup["python_dirs"] = blocked_python_dirs(setup.get("uid"))
         wanted["python_binds"] = bool(setup["python_dirs"])
+        if is_root and setup.get("cgroup_name"):
+            limits = setup["limits"]
+            processes = None if limits.get("processes") is None else limits["processes"] + 1  # + the supervisor
+            setup["cgroups"] = make_cgroups(setup["cgroup_name"], limits.get("address_space"), processes)
+        wanted["cgroup"] = bool(setup["cgroups"])
     caps.update(_probe_capabilities(setup, wanted))
     write_message(out_fd, {"ready": True, "pid": os.getpid(), "capabilities": caps})
-    while True:
-        job = read_message(in_fd)
-        if job is None:
-            break
-        _run_one(job, setup, caps, out_fd)
+    try:
+        while True:
+            job = read_message(in_fd)
+            if job is None:
+                break
+            _run_one(job, setup, caps, out_fd)
+    finally:
+        remove_cgroups(setup["cgroups"])
 
 
 if __name__ == "__main__":

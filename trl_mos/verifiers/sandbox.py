@@ -69,6 +69,9 @@ class SandboxConfig:
             (each worker slot has its own uid); otherwise added to the number your user already runs.
         max_file_size_mb (`int`, *optional*, defaults to `16`):
             Largest file the program may write (`RLIMIT_FSIZE`), in MiB.
+        max_disk_mb (`int`, *optional*, defaults to `64`):
+            Size of the program's private `/tmp` (a tmpfs, also mounted on `/var/tmp` and `/dev/shm`; its working
+            directory), where mount namespaces are available.
         max_open_files (`int`, *optional*, defaults to `64`):
             Open file descriptors (`RLIMIT_NOFILE`).
         max_output_bytes (`int`, *optional*, defaults to `1048576`):
@@ -84,6 +87,10 @@ class SandboxConfig:
         use_namespaces (`bool`, *optional*, defaults to `True`):
             Use PID and mount namespaces where the OS allows them (a PID namespace per run; a private `/proc`, `/tmp`,
             `/dev/shm` and a read-only root file system when root).
+        use_cgroups (`bool`, *optional*, defaults to `True`):
+            When root and the cgroup file system is writable, put each run in a control group that caps the memory
+            of all its processes together at `memory_limit_mb` and its tasks at `max_processes` (RLIMIT_AS alone caps
+            each process separately).
         drop_privileges (`bool`, *optional*, defaults to `True`):
             When the harness runs as root, run programs under an unused uid from `uid_range` (one per worker slot).
         uid_range (`tuple[int, int]`, *optional*, defaults to `(59000, 59999)`):
@@ -114,11 +121,13 @@ class SandboxConfig:
     cpu_time_limit: int | None = field(default=None, metadata={"help": "CPU-time limit in seconds per process."})
     max_processes: int = field(default=16, metadata={"help": "Processes the program may have at once."})
     max_file_size_mb: int = field(default=16, metadata={"help": "Largest file the program may write, in MiB."})
+    max_disk_mb: int = field(default=64, metadata={"help": "Size of the program's private /tmp, in MiB."})
     max_open_files: int = field(default=64, metadata={"help": "Open file descriptors."})
     max_output_bytes: int = field(default=1 << 20, metadata={"help": "Bytes of stdout and of stderr kept."})
     max_program_bytes: int = field(default=1 << 20, metadata={"help": "Longer programs fail without being run."})
     isolate_network: bool = field(default=True, metadata={"help": "Run programs without network access."})
     use_namespaces: bool = field(default=True, metadata={"help": "Use PID and mount namespaces where possible."})
+    use_cgroups: bool = field(default=True, metadata={"help": "As root, cap a run's total memory and tasks."})
     drop_privileges: bool = field(default=True, metadata={"help": "As root, run programs under an unused uid."})
     uid_range: tuple[int, int] = field(default=(59000, 59999), metadata={"help": "Inclusive uid range."})
     site_packages: bool = field(default=False, metadata={"help": "Let programs import installed packages."})
@@ -136,7 +145,8 @@ class SandboxConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be at least 1 or None, got {value}.")
-        for name in ("max_processes", "max_file_size_mb", "max_open_files", "max_output_bytes", "max_program_bytes"):
+        names = ("max_processes", "max_file_size_mb", "max_disk_mb", "max_open_files", "max_output_bytes")
+        for name in (*names, "max_program_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if self.num_workers is not None and self.num_workers < 1:
@@ -315,10 +325,18 @@ class _ForkServer:
                 "processes": processes,
             },
             "max_output_bytes": config.max_output_bytes,
+            "disk_mb": config.max_disk_mb,
+            "cgroup_name": self._cgroup_name() if config.use_cgroups else None,
             "preload": list(config.preload_modules),
             "env": dict(_PROGRAM_ENV),
             "timeout": config.timeout,
         }
+
+    def _cgroup_name(self) -> str:
+        # a claimed uid is ours alone, so its name can be reused after a crash; otherwise the name is per process
+        if self.uid is not None:
+            return f"trl-mos-sandbox-uid{self.uid}"
+        return f"trl-mos-sandbox-pid{os.getpid()}-{id(self):x}"
 
     def start(self) -> None:
         config = self.config
