@@ -24,6 +24,26 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "make_code_tasks": "trl_mos.tasks",
     "check_skill_answer": "trl_mos.tasks",
     "evaluate_skill_accuracy": "trl_mos.tasks",
+    # verifiers
+    "VerifierSuite": "trl_mos.verifiers",
+    "Verdict": "trl_mos.verifiers",
+    "math_verifier": "trl_mos.verifiers",
+    "make_math_verifier": "trl_mos.verifiers",
+    "code_verifier": "trl_mos.verifiers",
+    "make_code_verifier": "trl_mos.verifiers",
+    "exact_match_verifier": "trl_mos.verifiers",
+    "make_exact_match_verifier": "trl_mos.verifiers",
+    "make_regex_verifier": "trl_mos.verifiers",
+    "make_numeric_verifier": "trl_mos.verifiers",
+    "required_columns": "trl_mos.verifiers",
+    "check_required_columns": "trl_mos.verifiers",
+    "completion_to_text": "trl_mos.verifiers",
+    "Sandbox": "trl_mos.verifiers",
+    "SandboxConfig": "trl_mos.verifiers",
+    # evaluation metrics
+    "pass_at_k": "trl_mos.evaluation",
+    "maj_at_k": "trl_mos.evaluation",
+    "evaluate_samples": "trl_mos.evaluation",
     # Mixture-of-Skills
     "MixtureOfSkillsCallback": "trl_mos.mixing",
     "MoSConfig": "trl_mos.mixing",
@@ -50,6 +70,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real imports
+    from .evaluation import evaluate_samples, maj_at_k, pass_at_k
     from .generation import generate_completions
     from .mixing import MixtureOfSkillsCallback, MoSConfig, SkillSampler, concatenate_skills, plot_mixture
     from .tasks import (
@@ -60,3 +81,20 @@ if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real import
         make_skill_datasets,
     )
     from .testing import build_tiny_model, build_tiny_tokenizer, save_tiny_model, tiny_sft_config
+    from .verifiers import (
+        Sandbox,
+        SandboxConfig,
+        Verdict,
+        VerifierSuite,
+        check_required_columns,
+        code_verifier,
+        completion_to_text,
+        exact_match_verifier,
+        make_code_verifier,
+        make_exact_match_verifier,
+        make_math_verifier,
+        make_numeric_verifier,
+        make_regex_verifier,
+        math_verifier,
+        required_columns,
+    )
