@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-from transformers import GenerationConfig
 
 from trl_mos.generation import generate_from_token_ids, generate_token_ids, tokenize_prompts
 from trl_mos.rest_em import ReSTEMTrainer
@@ -22,6 +21,15 @@ from trl_mos.rest_em.generation import (
 )
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.testing import build_tiny_model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # the tiny model is faster on one thread, and much faster when the cores are shared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def always(prompts, completions, **kwargs):
@@ -82,7 +90,9 @@ def test_every_prompt_once_with_a_seed_per_shard(trainer):
     assert [p["shard"] for p in payloads] == [0, 1, 2]
     assert [i for p in payloads for i in p["indices"]] == list(range(7))
     assert [seed for _, seed in backend.calls] == [derive_seed(5, "shard", s) for s in range(3)]
-    assert payloads[2]["completions"] == [[[7, 0, derive_seed(5, "shard", 2) % 1000], [7, 1, derive_seed(5, "shard", 2) % 1000]]]
+    assert payloads[2]["completions"] == [
+        [[7, 0, derive_seed(5, "shard", 2) % 1000], [7, 1, derive_seed(5, "shard", 2) % 1000]]
+    ]
     assert sum(p["num_tokens"] for p in payloads) == 7 * 2 * 3
 
 
@@ -137,7 +147,9 @@ def test_greedy_generation_does_not_depend_on_batching(trainer, tiny_tokenizer, 
 
 def test_continuous_batching_backend(trainer, tiny_tokenizer, problems, monkeypatch):
     # a small KV cache: sizing it from the free memory is slow on a CPU
-    monkeypatch.setattr(trainer.args, "transformers_continuous_batching_config", {"num_blocks": 16, "max_batch_tokens": 256})
+    monkeypatch.setattr(
+        trainer.args, "transformers_continuous_batching_config", {"num_blocks": 16, "max_batch_tokens": 256}
+    )
     prompt_ids = tokenize_prompts(tiny_tokenizer, problems["train"]["prompt"][:3])
     out = ContinuousBatchingBackend(trainer).generate(prompt_ids, SamplingSettings(2, 6, temperature=0.7), seed=3)
     assert [len(samples) for samples in out] == [2, 2, 2]
@@ -158,7 +170,7 @@ def test_vllm_missing_says_how_to_install(tmp_path, tiny_tokenizer, problems, mo
         verifiers=[always],
     )
     with pytest.raises(ImportError, match=r"pip install trl-mos\[vllm\]"):
-        trainer.generation_backend
+        _ = trainer.generation_backend
 
 
 @pytest.mark.vllm
@@ -171,7 +183,9 @@ def test_vllm_backend_generates(tmp_path, problems):  # pragma: no cover - runs 
     path = save_tiny_model(tmp_path / "model")
     trainer = ReSTEMTrainer(
         model=AutoModelForCausalLM.from_pretrained(path),
-        args=tiny_restem_config(tmp_path / "out", use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.2),
+        args=tiny_restem_config(
+            tmp_path / "out", use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.2
+        ),
         train_dataset=problems["train"],
         processing_class=AutoTokenizer.from_pretrained(path),
         verifiers=[always],

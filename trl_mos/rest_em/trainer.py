@@ -436,7 +436,6 @@ class ReSTEMTrainer(SFTTrainer):
             if self.eval_problems is not None:
                 self._update_best(iteration)
             self._save_state()
-            self._plot()
             patience = args.early_stopping_patience
             if patience is not None and state["iterations_without_improvement"] >= patience:
                 state["stopped_at"] = iteration
