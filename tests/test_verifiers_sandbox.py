@@ -74,7 +74,7 @@ def test_capabilities_on_this_machine(sandbox):
     if caps["private_proc"]:
         assert probe["visible_pids"] == 1
     if caps["readonly_root"]:
-        assert probe["root_writable"] is False
+        assert probe["root_writable"] is False and probe["writable_mounts"] == []
     if caps["network_namespace"]:
         assert probe["network"] is False
 

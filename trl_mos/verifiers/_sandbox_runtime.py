@@ -27,6 +27,7 @@ import ctypes
 import fcntl
 import os
 import pickle
+import re
 import resource
 import select
 import shutil
@@ -163,6 +164,40 @@ def blocked_python_dirs(uid: int | None) -> dict[str, list[str]]:
                     blocked[ancestor].append(path)
                 break
     return blocked
+
+
+_MOUNT_FLAGS = {
+    "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024, "nodiratime": 2048,
+    "relatime": 1 << 21, "strictatime": 1 << 24,
+}  # fmt: skip
+
+
+def _mount_points() -> list[tuple[str, list[str]]]:
+    """(mount point, per-mount options) of every mount visible to this process."""
+    points = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            point = re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4])
+            points.append((point, fields[5].split(",")))
+    return points
+
+
+def _remount_all_readonly() -> None:
+    """Makes every mount read-only in this mount namespace (not only `/`: also /home, /data, ... on other file
+    systems), keeping each mount's other flags (the kernel refuses to drop locked ones)."""
+    for point, options in _mount_points():
+        if point == "/proc" or point.startswith("/proc/"):
+            continue  # replaced by a private /proc, or left as the kernel's
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in options:
+            flags |= _MOUNT_FLAGS.get(option, 0)
+        try:
+            _mount(None, point, None, flags)
+        except OSError:
+            if point == "/":
+                raise
+            # a mount under another one that is gone from view (over-mounted): nothing reachable to protect
 
 
 def _set_no_new_privs() -> None:
@@ -337,17 +372,6 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, int, int, in
     if caps.get("mount_namespace"):
         unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        if caps.get("private_tmp"):
-            # a fresh, size-limited tmpfs as /tmp (also seen as /var/tmp and /dev/shm): the working directory
-            owner = "" if setup.get("uid") is None else f",uid={setup['uid']},gid={setup['gid']}"
-            options = f"size={setup['disk_mb']}m,nr_inodes=16384,mode=700{owner}"
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, options)
-            for target in ("/dev/shm", "/var/tmp"):
-                if os.path.isdir(target) and not os.path.islink(target):
-                    _mount("/tmp", target, None, MS_BIND)
-            cwd = "/tmp"
-        if caps.get("private_proc"):
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         if caps.get("python_binds"):
             # cover each closed ancestor with an empty tmpfs and bind back only the directories Python imports from
             blocked = setup["python_dirs"]
@@ -359,7 +383,18 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, int, int, in
                 _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
                 os.close(fd)
         if caps.get("readonly_root"):
-            _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            _remount_all_readonly()
+        if caps.get("private_proc"):
+            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        if caps.get("private_tmp"):
+            # a fresh, size-limited tmpfs as /tmp (also seen as /var/tmp and /dev/shm): the working directory
+            owner = "" if setup.get("uid") is None else f",uid={setup['uid']},gid={setup['gid']}"
+            options = f"size={setup['disk_mb']}m,nr_inodes=16384,mode=700{owner}"
+            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, options)
+            for target in ("/dev/shm", "/var/tmp"):
+                if os.path.isdir(target) and not os.path.islink(target):
+                    _mount("/tmp", target, None, MS_BIND)
+            cwd = "/tmp"
     os.chdir(cwd)
 
     _set_limits(setup["limits"])
@@ -396,6 +431,12 @@ def _probe(setup: dict) -> dict:
     except OSError:
         report["visible_pids"] = -1
     report["root_writable"] = os.access("/", os.W_OK)
+    private = ("/tmp", "/var/tmp", "/dev/shm", "/proc")
+    report["writable_mounts"] = sorted(
+        point
+        for point, _ in _mount_points()
+        if not any(point == p or point.startswith(p + "/") for p in private) and os.access(point, os.W_OK)
+    )
     try:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(0.5)
