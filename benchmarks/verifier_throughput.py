@@ -83,7 +83,7 @@ def _math_items(count: int, workload: str) -> tuple[list[str], list[str]]:
         from trl_mos.tasks import make_arithmetic_problems
 
         problems = make_arithmetic_problems(seed=0, num_train=count, num_validation=1, num_test=1)["train"]
-        for i, (completion, solution) in enumerate(zip(problems["completion"], problems["solution"])):
+        for i, (completion, solution) in enumerate(zip(problems["completion"], problems["solution"], strict=True)):
             completions.append(completion)
             solutions.append(solution if i % 2 == 0 else str(int(solution) + 1))
         return completions, solutions
@@ -128,7 +128,14 @@ def run_trl_accuracy(count: int, workload: str) -> dict:
 def _measure(kind: str, workers: int, args) -> dict:
     """Runs one measurement in a fresh process and returns its JSON result."""
     command = [sys.executable, os.path.abspath(__file__), "--_run", kind, "--workers", str(workers)]
-    command += ["--timeout", str(args.timeout), "--math-samples", str(args.math_samples), "--_workload", args._workload]
+    command += [
+        "--timeout",
+        str(args.timeout),
+        "--math-samples",
+        str(args.math_samples),
+        "--_workload",
+        args._workload,
+    ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -167,7 +174,7 @@ def main() -> None:
     workloads = ("arithmetic", "distinct")
     for workload in workloads:
         args._workload = workload
-        for round_index in range(args.rounds):
+        for _ in range(args.rounds):
             for workers in args.workers:
                 raw.setdefault(f"math/{workload}/{workers}", []).append(_measure("math", workers, args))
             raw.setdefault(f"trl_accuracy_reward/{workload}", []).append(_measure("trl_accuracy", 1, args))

@@ -148,9 +148,14 @@ def test_evaluate_metric_modules_load_offline(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="Unknown metric 'bleu'"):
         metric_path("bleu")
     pass_metric = evaluate.load(metric_path("pass_at_k"), cache_dir=str(tmp_path))
-    assert pass_metric.compute(predictions=[[True, False], [False, False]], k=[1, 2]) == {"pass@1": 0.25, "pass@2": 0.5}
+    assert pass_metric.compute(predictions=[[True, False], [False, False]], k=[1, 2]) == {
+        "pass@1": 0.25,
+        "pass@2": 0.5,
+    }
     maj_metric = evaluate.load(metric_path("maj_at_k"), cache_dir=str(tmp_path))
     result = maj_metric.compute(predictions=[["4", "5", "5"], ["1", "1", "2"]], references=["5", "2"], k=[1, 3])
     assert result == {"maj@1": 0.0, "maj@3": 0.5}
-    math_result = maj_metric.compute(predictions=[["1/2", "0.5", "3"]], references=[r"\frac{1}{2}"], equivalence="math")
+    math_result = maj_metric.compute(
+        predictions=[["1/2", "0.5", "3"]], references=[r"\frac{1}{2}"], equivalence="math"
+    )
     assert math_result == {"maj": 1.0}

@@ -66,7 +66,7 @@ def plain_reward(prompts, completions, solution, difficulty, bonus=0.0, **kwargs
 
 
 def strict_reward(completions, answer):  # no **kwargs
-    return [float(c == a) for c, a in zip(completions, answer)]
+    return [float(c == a) for c, a in zip(completions, answer, strict=True)]
 
 
 class CallableReward:
@@ -83,7 +83,11 @@ def test_required_columns():
     assert required_columns(lambda completions, **kwargs: []) == set()
     assert required_columns(len) == set()  # builtins: signature without named columns
     suite = VerifierSuite([plain_reward, CallableReward(), VerifierSuite([strict_reward])])
-    assert required_columns(suite) == suite.required_columns() == {"solution", "difficulty", "tests", "language", "answer"}
+    assert (
+        required_columns(suite)
+        == suite.required_columns()
+        == {"solution", "difficulty", "tests", "language", "answer"}
+    )
 
 
 def test_verifier_name():
@@ -97,7 +101,10 @@ def test_check_required_columns_names_the_gap():
     check_required_columns([math_verifier, plain_reward], ["prompt", "solution", "difficulty"])
     with pytest.raises(MissingColumnError) as error:
         check_required_columns([accuracy_reward, plain_reward], ["prompt", "solution"])
-    assert str(error.value) == "verifier 'plain_reward' needs column 'difficulty'; the dataset has columns ['prompt', 'solution']"
+    assert (
+        str(error.value)
+        == "verifier 'plain_reward' needs column 'difficulty'; the dataset has columns ['prompt', 'solution']"
+    )
     with pytest.raises(ValueError, match="needs columns 'tests', 'language'|needs columns 'language', 'tests'"):
         check_required_columns(CallableReward(), ["prompt"])
 
@@ -195,7 +202,10 @@ def test_suite_bad_outputs_and_strict_signatures():
 
 def test_suite_missing_column_raises_before_scoring():
     suite = VerifierSuite([plain_reward, math_verifier])
-    with pytest.raises(MissingColumnError, match=r"'plain_reward' needs columns 'difficulty', 'solution'; the batch has columns \['answer'\]"):
+    with pytest.raises(
+        MissingColumnError,
+        match=r"'plain_reward' needs columns 'difficulty', 'solution'; the batch has columns \['answer'\]",
+    ):
         suite(prompts=["p"], completions=["c"], answer=["a"], log_extra=lambda *a: None)
     with pytest.raises(MissingColumnError, match=r"'math_verifier' needs column 'solution'"):
         VerifierSuite([math_verifier])(prompts=["p"], completions=["c"], answer=["a"])

@@ -49,9 +49,9 @@ def test_function_tasks_canonical_pass_and_wrong_fail(verifier):
 
 def test_stdio_tasks(verifier):
     tasks = make_code_tasks("stdio")
-    assert verifier(tasks["prompt"], tasks["canonical_solution"], inputs=tasks["inputs"], outputs=tasks["outputs"]) == [
-        1.0
-    ] * len(tasks)
+    assert verifier(
+        tasks["prompt"], tasks["canonical_solution"], inputs=tasks["inputs"], outputs=tasks["outputs"]
+    ) == [1.0] * len(tasks)
     wrong = ["print(input())\n"] * len(tasks)
     assert verifier(tasks["prompt"], wrong, inputs=tasks["inputs"], outputs=tasks["outputs"]) == [0.0] * len(tasks)
 
@@ -114,7 +114,9 @@ def test_malformed_tests_fail_with_reason(verifier):
 
 
 def test_samples_without_tests_are_not_applicable(verifier):
-    scores = verifier(["p", "p"], ["print(1)", "print(1)"], test=[None, None], inputs=[None, ["x"]], outputs=[None, ["1"]])
+    scores = verifier(
+        ["p", "p"], ["print(1)", "print(1)"], test=[None, None], inputs=[None, ["x"]], outputs=[None, ["1"]]
+    )
     assert scores == [None, 1.0]
 
 
@@ -162,8 +164,12 @@ def test_called_from_another_thread(verifier):
     result = []
     thread = threading.Thread(
         target=lambda: result.append(
-            verifier(tasks["prompt"][:2], tasks["canonical_solution"][:2], test=tasks["test"][:2],
-                     entry_point=tasks["entry_point"][:2])  # fmt: skip
+            verifier(
+                tasks["prompt"][:2],
+                tasks["canonical_solution"][:2],
+                test=tasks["test"][:2],
+                entry_point=tasks["entry_point"][:2],
+            )  # fmt: skip
         )
     )
     thread.start()
@@ -180,7 +186,9 @@ def test_assemble_program_and_extract_code():
     assert assemble_program(prompt, fenced, continue_prompt=False) == "def add(a, b):\n    return a + b\n"
     assert extract_code("no fence here") is None
     assert extract_code("```py\nx = 1\n```\n```python\ndef f():\n    pass\n```", "f") == "def f():\n    pass\n"
-    assert extract_code("```python\ndef f():\n    pass\n```\n```python\nprint(f())\n```", "f") == "def f():\n    pass\n"
+    assert (
+        extract_code("```python\ndef f():\n    pass\n```\n```python\nprint(f())\n```", "f") == "def f():\n    pass\n"
+    )
     assert extract_code("```python\nprint(1)") == "print(1)"  # truncated completion
 
 

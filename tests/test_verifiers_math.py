@@ -91,7 +91,9 @@ def test_custom_column_and_required_columns():
     assert required_columns(math_verifier) == {"solution"} == required_columns(accuracy_reward)
     assert verifier.__name__ == "answer_check"
     assert verifier(prompts=[""], completions=[r"\boxed{4}"], answer=["4"]) == [1.0]
-    with pytest.raises(MissingColumnError, match=r"'answer_check' needs column 'answer'; the batch has columns \['sol"):
+    with pytest.raises(
+        MissingColumnError, match=r"'answer_check' needs column 'answer'; the batch has columns \['sol"
+    ):
         verifier(prompts=[""], completions=[r"\boxed{4}"], solution=["4"], log_extra=None)
     with pytest.raises(ValueError, match="one value per completion"):
         verifier(prompts=[""], completions=[r"\boxed{4}"], answer=["4", "5"])

@@ -35,7 +35,7 @@ def sandbox():
         )
     )
     try:
-        box.capabilities  # start the worker slots
+        _ = box.capabilities  # start the worker slots
         yield box
     finally:
         box.close()
@@ -48,6 +48,15 @@ def _sandbox_processes(box: Sandbox) -> list[int]:
 
 def _job_dirs(box: Sandbox) -> list[str]:
     return [name for name in os.listdir(box._tmp_root) if name.startswith("job-")]
+
+
+def _run_escape_attempt(box: Sandbox, attempt: str, escaped: str):
+    """Runs a program that first tries something (`attempt`) and whose check passes only if `escaped` (an expression
+    on what the attempt left behind) is true, i.e. only if containment failed. Returns (results, start time)."""
+    program = textwrap.dedent(attempt) + "\ndef f(x):\n    return x + 1\n"
+    test = f"def check(candidate):\n    assert {escaped}\n"
+    started = time.monotonic()
+    return box.check([ProgramCheck(program, test=test, entry_point="f")]), started
 
 
 def _assert_contained(box: Sandbox, results, started: float, budget: float):
@@ -240,7 +249,9 @@ def test_memory_bomb_fails_fast(sandbox):
     started = time.monotonic()
     results = sandbox.check(
         [
-            ProgramCheck("def f(x):\n    return x + 1\nblob = bytearray(2 * 1024 ** 3)\n", test=CHECK_F, entry_point="f"),
+            ProgramCheck(
+                "def f(x):\n    return x + 1\nblob = bytearray(2 * 1024 ** 3)\n", test=CHECK_F, entry_point="f"
+            ),
             ProgramCheck(
                 "def f(x):\n    a = []\n    while True:\n        a.append(bytearray(10 ** 7))\n",
                 test=CHECK_F,
@@ -348,8 +359,7 @@ def test_cannot_touch_files_outside_its_directory(sandbox, tmp_path):
     # with a read-only root even world-writable files are safe; otherwise the sandbox uid protects root's files
     sentinels = _victims(tmp_path, world_writable=bool(caps["readonly_root"]))
     try:
-        program = textwrap.dedent(
-            f"""
+        attempt = f"""
             import os, shutil
             done = []
             for path in {[str(s) for s in sentinels]!r}:
@@ -365,13 +375,8 @@ def test_cannot_touch_files_outside_its_directory(sandbox, tmp_path):
                 done.append("parent")
             except OSError:
                 pass
-            def f(x):
-                return x + 1
             """
-        )
-        test = "def check(candidate):\n    assert done\n"
-        started = time.monotonic()
-        results = sandbox.check([ProgramCheck(program, test=test, entry_point="f")])
+        results, started = _run_escape_attempt(sandbox, attempt, "done")
         assert [s.read_text() for s in sentinels] == ["keep me"] * len(sentinels)
         assert all(sorted(os.listdir(s.parent)) == ["sentinel.txt"] for s in sentinels)
         _assert_contained(sandbox, results, started, TIMEOUT + 3)
@@ -385,8 +390,7 @@ def test_cannot_read_the_parents_environment(sandbox):
     server = sandbox._all_slots[0].process.pid
     # a process whose initial environment (what /proc/PID/environ shows) holds the secret
     holder = subprocess.Popen(["sleep", "30"], env={"TRL_MOS_TEST_SECRET": SECRET})
-    program = textwrap.dedent(
-        f"""
+    attempt = f"""
         import os
         found = os.environ.get("TRL_MOS_TEST_SECRET", "")
         for pid in ("self", "1", str(os.getppid()), "{harness}", "{server}", "{holder.pid}"):
@@ -395,14 +399,9 @@ def test_cannot_read_the_parents_environment(sandbox):
                     found += handle.read().decode("utf-8", "replace")
             except OSError:
                 pass
-        def f(x):
-            return x + 1
         """
-    )
-    test = f"def check(candidate):\n    assert {SECRET!r} in found\n"
-    started = time.monotonic()
     try:
-        results = sandbox.check([ProgramCheck(program, test=test, entry_point="f")])
+        results, started = _run_escape_attempt(sandbox, attempt, f"{SECRET!r} in found")
     finally:
         holder.kill()
         holder.wait()
@@ -418,8 +417,7 @@ def test_cannot_open_network_connections(sandbox):
     listener.listen(1)
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
-    program = textwrap.dedent(
-        f"""
+    attempt = f"""
         import socket
         connected = False
         for address in (("127.0.0.1", {port}), ("8.8.8.8", 53), ("1.1.1.1", 443)):
@@ -428,13 +426,8 @@ def test_cannot_open_network_connections(sandbox):
                 connected = True
             except OSError:
                 pass
-        def f(x):
-            return x + 1
         """
-    )
-    test = "def check(candidate):\n    assert connected\n"
-    started = time.monotonic()
-    results = sandbox.check([ProgramCheck(program, test=test, entry_point="f")])
+    results, started = _run_escape_attempt(sandbox, attempt, "connected")
     with pytest.raises(socket.timeout):
         listener.accept()
     listener.close()
@@ -447,20 +440,22 @@ EARLY_EXITS = {
     "exit() at import": "exit()\n",
     "raise SystemExit in the function": "def f(x):\n    raise SystemExit(0)\n",
     "os._exit(0) in the function": "import os\ndef f(x):\n    os._exit(0)\n",
-    "sys.exit from a thread-free atexit": "import atexit, os\natexit.register(lambda: os._exit(0))\ndef f(x):\n    os._exit(0)\n",
+    "os._exit from an atexit handler": "import atexit, os\natexit.register(lambda: os._exit(0))\ndef f(x):\n    os._exit(0)\n",
     "KeyboardInterrupt in the function": "def f(x):\n    raise KeyboardInterrupt\n",
     "kill itself": "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n    os.killpg(0, signal.SIGKILL)\n",
 }
 
 
-def test_early_exits_fail(sandbox):
+def _assert_all_fail(box: Sandbox, programs: dict[str, str], test: str) -> None:
     started = time.monotonic()
-    checks = [ProgramCheck(program, test=CHECK_F, entry_point="f") for program in EARLY_EXITS.values()]
-    results = sandbox.check(checks)
-    for name, result in zip(EARLY_EXITS, results):
-        assert not result.passed, name
-        assert result.reason, name
-    _assert_contained(sandbox, results, started, TIMEOUT + 4)
+    results = box.check([ProgramCheck(program, test=test, entry_point="f") for program in programs.values()])
+    for name, result in zip(programs, results, strict=True):
+        assert not result.passed and result.reason, name
+    _assert_contained(box, results, started, TIMEOUT + 4)
+
+
+def test_early_exits_fail(sandbox):
+    _assert_all_fail(sandbox, EARLY_EXITS, CHECK_F)
 
 
 def test_killing_the_parent_fails_and_harms_no_one(sandbox):
@@ -531,16 +526,13 @@ TAMPERING = {
     "locks its own directory": "import os\nos.mkdir('d')\nopen('d/f', 'w').write('x')\nos.chmod('d', 0)\nos.chmod('.', 0)\n"
     "def f(x):\n    return 0\n",
 }
-TAMPER_TEST = "def check(candidate):\n    assert abs(candidate(2) - 3) < 1e-9\n    assert isinstance(candidate(1), int)\n"
+TAMPER_TEST = (
+    "def check(candidate):\n    assert abs(candidate(2) - 3) < 1e-9\n    assert isinstance(candidate(1), int)\n"
+)
 
 
 def test_tampering_with_the_harness_fails(sandbox):
-    started = time.monotonic()
-    checks = [ProgramCheck(program, test=TAMPER_TEST, entry_point="f") for program in TAMPERING.values()]
-    results = sandbox.check(checks)
-    for name, result in zip(TAMPERING, results):
-        assert not result.passed, name
-    _assert_contained(sandbox, results, started, TIMEOUT + 4)
+    _assert_all_fail(sandbox, TAMPERING, TAMPER_TEST)
     # the same test passes a correct solution, so the failures above are not the test's fault
     assert sandbox.check([ProgramCheck("def f(x):\n    return x + 1\n", test=TAMPER_TEST, entry_point="f")])[0].passed
 

@@ -56,7 +56,9 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if not 0 <= c <= n:
         raise ValueError(f"The number of correct samples c={c} must be between 0 and n={n}.")
     if not 1 <= k <= n:
-        raise ValueError(f"k={k} must be between 1 and n={n}, the number of samples: pass@{k} needs at least {k} samples.")
+        raise ValueError(
+            f"k={k} must be between 1 and n={n}, the number of samples: pass@{k} needs at least {k} samples."
+        )
     if n - c < k:
         return 1.0
     product = 1.0
@@ -88,7 +90,7 @@ def aggregate_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], 
         raise ValueError(f"Got {len(num_samples)} sample counts but {len(num_correct)} correct counts.")
     if not num_samples:
         raise ValueError("No problems to aggregate.")
-    return sum(pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)) / len(num_samples)
+    return sum(pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct, strict=True)) / len(num_samples)
 
 
 def _normalize(text: str) -> str:

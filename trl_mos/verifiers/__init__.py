@@ -69,7 +69,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .base import (
+    from .base import (  # noqa: F401
         MissingColumnError,
         Verdict,
         VerifierSuite,
@@ -78,11 +78,11 @@ if TYPE_CHECKING:  # pragma: no cover
         required_columns,
         verifier_name,
     )
-    from .code import assemble_program, code_verifier, make_code_verifier, run_code_checks
-    from .extraction import extract_answer, extract_boxed, extract_code, extract_last_number, make_extractor
-    from .math import MathWorkerPool, group_math_answers, make_math_verifier, math_verifier
-    from .sandbox import CheckResult, ProgramCheck, Sandbox, SandboxConfig, SandboxUnavailableError, outputs_match
-    from .text import (
+    from .code import assemble_program, code_verifier, make_code_verifier, run_code_checks  # noqa: F401
+    from .extraction import extract_answer, extract_boxed, extract_code, extract_last_number, make_extractor  # noqa: F401
+    from .math import MathWorkerPool, group_math_answers, make_math_verifier, math_verifier  # noqa: F401
+    from .sandbox import CheckResult, ProgramCheck, Sandbox, SandboxConfig, SandboxUnavailableError, outputs_match  # noqa: F401
+    from .text import (  # noqa: F401
         exact_match_verifier,
         make_exact_match_verifier,
         make_numeric_verifier,

@@ -229,7 +229,9 @@ def check_required_columns(verifiers: Callable | Sequence[Callable], columns: It
     for verifier in verifiers:
         missing = sorted(required_columns(verifier) - set(columns))
         if missing:
-            raise MissingColumnError(_missing_columns_message(verifier_name(verifier), missing, columns, "the dataset"))
+            raise MissingColumnError(
+                _missing_columns_message(verifier_name(verifier), missing, columns, "the dataset")
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def build_verifier(
     def verifier(*args: Any, **kwargs: Any) -> list[float | None]:
         if len(args) > len(positional):
             raise TypeError(f"{name}() takes at most {len(positional)} positional arguments ({len(args)} given)")
-        for key, value in zip(positional, args):
+        for key, value in zip(positional, args, strict=False):
             if key in kwargs:
                 raise TypeError(f"{name}() got multiple values for argument {key!r}")
             kwargs[key] = value
@@ -473,7 +475,7 @@ class VerifierSuite:
         try:
             scores = call(batch, size)
             found = reasons.get("reason") or [""] * size
-            return list(zip(scores, [str(r) for r in found]))
+            return list(zip(scores, [str(r) for r in found], strict=True))
         except MissingColumnError:
             raise
         except Exception as exc:
@@ -493,7 +495,11 @@ class VerifierSuite:
         return outcomes
 
     def __call__(
-        self, prompts: list | None = None, completions: list | None = None, completion_ids: list | None = None, **columns
+        self,
+        prompts: list | None = None,
+        completions: list | None = None,
+        completion_ids: list | None = None,
+        **columns,
     ) -> list[Verdict]:
         """Scores the completions with every verifier and decides.
 
@@ -558,9 +564,7 @@ class VerifierSuite:
 
         def reward(prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
             verdicts = self(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
-            return [
-                None if all(value is None for value in v.passed.values()) else float(v.accepted) for v in verdicts
-            ]
+            return [None if all(value is None for value in v.passed.values()) else float(v.accepted) for v in verdicts]
 
         P = inspect.Parameter
         parameters = [P("prompts", P.POSITIONAL_OR_KEYWORD), P("completions", P.POSITIONAL_OR_KEYWORD)]

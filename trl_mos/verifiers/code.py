@@ -44,7 +44,9 @@ def _prompt_code(prompt: Any, entry_point: str | None) -> str | None:
     return prompt if _compiles(prompt) else None
 
 
-def assemble_program(prompt: Any, completion: str, entry_point: str | None = None, continue_prompt: bool = True) -> str:
+def assemble_program(
+    prompt: Any, completion: str, entry_point: str | None = None, continue_prompt: bool = True
+) -> str:
     """Builds the program to test from a prompt and a completion.
 
     - If the completion has a markdown code fence, its code is used (the Python fence that defines `entry_point`,
@@ -184,7 +186,9 @@ def make_code_verifier(
                 entry_point = columns.get("entry_point", [None] * len(texts))[i]
                 entry_point = str(entry_point) if entry_point is not None else None
                 program = assemble_program(prompt, text, entry_point)
-                check = ProgramCheck(program, test=test if isinstance(test, str) else str(test), entry_point=entry_point)
+                check = ProgramCheck(
+                    program, test=test if isinstance(test, str) else str(test), entry_point=entry_point
+                )
             elif inputs is not None or outputs is not None:
                 inputs, outputs = _as_cases(inputs), _as_cases(outputs)
                 malformed = next((x for x in (inputs, outputs) if isinstance(x, str)), None)
@@ -199,7 +203,7 @@ def make_code_verifier(
             checks.append(check)
             positions.append(i)
         if checks:
-            for i, result in zip(positions, get_sandbox().check(checks)):
+            for i, result in zip(positions, get_sandbox().check(checks), strict=True):
                 outcomes[i] = (1.0, "") if result.passed else (0.0, result.reason)
         return outcomes  # type: ignore[return-value]
 

@@ -6,13 +6,21 @@ code in markdown fences. Standard library only (the math worker processes import
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\b\s*")
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?(?![\w])|(?<![\w.])-?\.\d+")
+_NUMBER = re.compile(
+    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?(?![\w])|(?<![\w.])-?\.\d+"
+)
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON_LANGUAGES = {"", "python", "py", "python3", "py3", "pycon"}
+
+
+def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
+    last = deque(pattern.finditer(text), maxlen=1)
+    return last[0] if last else None
 
 
 def extract_boxed(text: str) -> str | None:
@@ -71,9 +79,7 @@ def extract_last_number(text: str) -> str | None:
     '8'
     ```
     """
-    last = None
-    for last in _NUMBER.finditer(text):
-        pass
+    last = _last_match(_NUMBER, text)
     return None if last is None else last.group(0)
 
 
@@ -108,7 +114,9 @@ def make_extractor(extraction: str | Callable[[str], str | None] = "auto") -> Ca
     if extraction == "auto":
         return _extract_auto
     if not isinstance(extraction, str) or not extraction:
-        raise ValueError(f"`extraction` must be 'auto', 'boxed', 'last_number', a regex or a callable, got {extraction!r}.")
+        raise ValueError(
+            f"`extraction` must be 'auto', 'boxed', 'last_number', a regex or a callable, got {extraction!r}."
+        )
     try:
         pattern = re.compile(extraction)
     except re.error as exc:
@@ -125,9 +133,7 @@ class _RegexExtractor:
         self.pattern = pattern
 
     def __call__(self, text: str) -> str | None:
-        last = None
-        for last in self.pattern.finditer(text):
-            pass
+        last = _last_match(self.pattern, text)
         if last is None:
             return None
         answer = last.group(1) if self.pattern.groups else last.group(0)
@@ -176,7 +182,10 @@ def defines(code: str, name: str) -> bool:
     ```
     """
     escaped = re.escape(name)
-    return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{escaped}[ \t]*\(|^{escaped}[ \t]*=", code, re.MULTILINE) is not None
+    return (
+        re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{escaped}[ \t]*\(|^{escaped}[ \t]*=", code, re.MULTILINE)
+        is not None
+    )
 
 
 def extract_code(text: str, entry_point: str | None = None) -> str | None:

@@ -319,10 +319,10 @@ def make_math_verifier(
     def score_batch(texts: list[str], columns: dict[str, list], prompts: list | None) -> list[Outcome]:
         golds = columns[column]
         if in_worker is not None:
-            items = [(text, None, gold) for text, gold in zip(texts, golds)]
+            items = [(text, None, gold) for text, gold in zip(texts, golds, strict=True)]
         else:
             items = []
-            for text, gold in zip(texts, golds):
+            for text, gold in zip(texts, golds, strict=True):
                 try:
                     items.append((None, extractor(text), gold))
                 except Exception as exc:

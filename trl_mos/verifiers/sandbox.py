@@ -17,6 +17,7 @@ What each program gets (details and what holds where: `docs/verifiers.md`):
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import os
@@ -624,7 +625,10 @@ class Sandbox:
             if report.startswith("FAIL "):
                 failure = ("failed", report[5:])
             else:
-                failure = ("failed", f"the program ended before the tests finished (exit code {answer.get('returncode')})")
+                failure = (
+                    "failed",
+                    f"the program ended before the tests finished (exit code {answer.get('returncode')})",
+                )
         return CheckResult(False, failure[0], failure[1], 0, 1, stdout, stderr, duration)
 
     def _check_stdio(self, check: ProgramCheck, program: str, timeout: float) -> CheckResult:
@@ -641,11 +645,15 @@ class Sandbox:
             )
         if total == 0:
             return CheckResult(False, "failed", "malformed test: no test cases", tests_total=0)
-        bad = [i for i, (x, y) in enumerate(zip(inputs, outputs)) if not isinstance(x, str) or not isinstance(y, str)]
+        bad = [
+            i
+            for i, (x, y) in enumerate(zip(inputs, outputs, strict=True))
+            if not isinstance(x, str) or not isinstance(y, str)
+        ]
         if bad:
             return CheckResult(False, "failed", f"malformed test: case {bad[0]} is not a pair of strings", 0, total)
         duration, stdout, stderr = 0.0, "", ""
-        for index, (stdin, expected) in enumerate(zip(inputs, outputs)):
+        for index, (stdin, expected) in enumerate(zip(inputs, outputs, strict=True)):
             answer = self._request({"kind": "stdio", "program": program, "stdin": stdin, "timeout": timeout})
             duration += answer.get("duration", 0.0)
             stdout, stderr = _decode(answer.get("stdout", b"")), _decode(answer.get("stderr", b""))
@@ -659,7 +667,9 @@ class Sandbox:
                 failure = ("failed", f"wrong output: expected {expected.strip()[:80]!r}, got {stdout.strip()[:80]!r}")
             if failure is not None:
                 status, reason = failure
-                return CheckResult(False, status, f"test case {index}: {reason}", index, total, stdout, stderr, duration)
+                return CheckResult(
+                    False, status, f"test case {index}: {reason}", index, total, stdout, stderr, duration
+                )
         return CheckResult(True, "passed", "", total, total, stdout, stderr, duration)
 
     def check(self, checks: Sequence[ProgramCheck], show_progress: bool | None = None) -> list[CheckResult]:
@@ -710,9 +720,6 @@ _live_sandboxes: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 def _close_all() -> None:
     for sandbox in list(_live_sandboxes):
         sandbox.close()
-
-
-import atexit  # noqa: E402
 
 
 atexit.register(_close_all)

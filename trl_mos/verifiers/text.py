@@ -92,7 +92,7 @@ def make_exact_match_verifier(
         return 0.0, f"{normalized[:60]!r} does not match {normalize(references[0])[:60]!r}"
 
     def score_batch(texts: list[str], columns: dict[str, list], prompts: list | None) -> list[Outcome]:
-        return [guarded(name, score_one, text, ref) for text, ref in zip(texts, columns[column])]
+        return [guarded(name, score_one, text, ref) for text, ref in zip(texts, columns[column], strict=True)]
 
     return build_verifier(name, [column], score_batch, doc=make_exact_match_verifier.__doc__)
 
@@ -175,7 +175,7 @@ def make_regex_verifier(
 
     def score_batch(texts: list[str], columns: dict[str, list], prompts: list | None) -> list[Outcome]:
         patterns = columns[column] if column is not None else [None] * len(texts)
-        return [guarded(name, score_one, text, sample) for text, sample in zip(texts, patterns)]
+        return [guarded(name, score_one, text, sample) for text, sample in zip(texts, patterns, strict=True)]
 
     return build_verifier(name, [column] if column else [], score_batch, doc=make_regex_verifier.__doc__)
 
@@ -269,6 +269,6 @@ def make_numeric_verifier(
         return 0.0, f"{value:g} is not within tolerance of {expected:g}"
 
     def score_batch(texts: list[str], columns: dict[str, list], prompts: list | None) -> list[Outcome]:
-        return [guarded(name, score_one, text, ref) for text, ref in zip(texts, columns[column])]
+        return [guarded(name, score_one, text, ref) for text, ref in zip(texts, columns[column], strict=True)]
 
     return build_verifier(name, [column], score_batch, doc=make_numeric_verifier.__doc__)

@@ -59,6 +59,9 @@ class MajAtK(evaluate.Metric):
         ks = [k] if k is None or isinstance(k, int) else list(k)
         results = {}
         for value in ks:
-            scores = [maj_at_k(answers, reference, value, equivalence) for answers, reference in zip(predictions, references)]
+            scores = [
+                maj_at_k(answers, reference, value, equivalence)
+                for answers, reference in zip(predictions, references, strict=True)
+            ]
             results["maj" if value is None else f"maj@{value}"] = sum(scores) / len(scores) if scores else 0.0
         return results
