@@ -400,3 +400,21 @@ def test_resuming_without_a_saved_run_or_with_other_settings_fails(tmp_path, tin
     other = _trainer(tmp_path, tiny_tokenizer, verifiers=[reject_all], num_iterations=1, evaluate_base=False, top_k=5)
     with pytest.raises(ValueError, match="top_k: 40 -> 5"):
         other.train(resume_from_checkpoint=True)
+
+
+def test_selects_the_best_iteration_and_stops_when_it_stops_improving(tmp_path, tiny_tokenizer):
+    trainer = _trainer(tmp_path, tiny_tokenizer, num_iterations=4, early_stopping_patience=1, save_strategy="no")
+    scripted = iter([0.25, 0.75, 0.5, 1.0])  # base, iteration 1, 2 (worse: stop), 3 (never reached)
+    trainer.evaluate_accuracy = lambda *args, **kwargs: {"pass@1": next(scripted), "pass@2": 0.0, "maj@2": 0.0}
+    output = trainer.train()
+    assert [row["iteration"] for row in trainer.history] == [0, 1, 2]
+    assert trainer.best_iteration == 1 and output.metrics["eval/pass@1"] == 0.75
+    assert read_json(tmp_path / "best_iteration.json")["iteration"] == 1
+    assert read_json(tmp_path / "restem_state.json")["stopped_at"] == 2
+    from safetensors.torch import load_file
+
+    iterate_1 = load_file(tmp_path / "iteration-1" / "model" / "model.safetensors")
+    best = load_file(tmp_path / "best" / "model.safetensors")
+    assert all(torch.equal(best[name], iterate_1[name]) for name in iterate_1)
+    model = trainer.model.state_dict()
+    assert all(torch.equal(model[name], iterate_1[name]) for name in iterate_1)  # trainer.model is the best

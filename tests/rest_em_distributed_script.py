@@ -1,0 +1,82 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""Run by test_rest_em_distributed.py under `torchrun --nproc_per_node N` (CPU, gloo).
+
+Usage: rest_em_distributed_script.py OUTPUT_DIR
+(or `run(output_dir)` in-process, as a single process). Every rank writes OUTPUT_DIR/rank{r}.json with the prompts it sampled, the kept set and the M-step data it trained on,
+its validation history and a fingerprint of its final weights.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+import torch
+
+from trl_mos.rest_em import ReSTEMTrainer
+from trl_mos.rest_em.demo import tiny_restem_config
+from trl_mos.tasks import make_arithmetic_problems
+from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
+
+
+def first_token_even(prompts, completions, completion_ids, **kwargs):
+    return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
+
+
+def run(output_dir: str) -> dict:
+    """Runs the tiny ReST^EM job in `output_dir/run` and returns what this process saw."""
+    tokenizer = build_tiny_tokenizer(seed=0)
+    problems = make_arithmetic_problems(seed=0, num_train=10, num_validation=4, num_test=4)
+    args = tiny_restem_config(
+        os.path.join(output_dir, "run"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        max_completion_length=8,
+        generation_shard_size=3,  # 4 shards: 3 + 3 + 3 + 1 prompts
+        eval_num_samples=2,
+        eval_k=[2],
+        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+    )
+    trainer = ReSTEMTrainer(
+        model=build_tiny_model(tokenizer, seed=0),
+        args=args,
+        train_dataset=problems["train"],
+        eval_dataset=problems["validation"],
+        processing_class=tokenizer,
+        verifiers=[first_token_even],
+    )
+    sampled, kept_sets, train_data = [], [], []
+    verify_shard, m_step = trainer._verify_shard, trainer._m_step
+
+    def recording_verify(dataset, shard, indices, completion_ids, **kwargs):
+        if dataset is trainer.train_problems:
+            sampled.append(list(indices))
+        return verify_shard(dataset, shard, indices, completion_ids, **kwargs)
+
+    def recording_m_step(iteration, kept, *rest):
+        kept_sets.append(kept)
+        output = m_step(iteration, kept, *rest)
+        train_data.append(list(trainer.train_dataset["input_ids"]))
+        return output
+
+    trainer._verify_shard, trainer._m_step = recording_verify, recording_m_step
+    trainer.train()
+    weights = hashlib.sha256()
+    for name, tensor in sorted(trainer.model.state_dict().items()):
+        weights.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return {
+        "rank": trainer.accelerator.process_index,
+        "world_size": trainer.accelerator.num_processes,
+        "sampled": sampled,
+        "kept": kept_sets,
+        "train_data": train_data,
+        "history": [{k: v for k, v in row.items() if "tokens_per_s" not in k} for row in trainer.history],
+        "weights": weights.hexdigest(),
+    }
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    result = run(sys.argv[1])
+    with open(os.path.join(sys.argv[1], f"rank{result['rank']}.json"), "w") as f:
+        json.dump(result, f)

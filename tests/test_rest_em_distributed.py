@@ -1,0 +1,75 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""ReST^EM with two processes (torchrun, gloo, CPU): every prompt is sampled exactly once, by one process; both
+processes keep and train on the same set; and the samples are the ones a single process draws."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trl_mos.rest_em.filtering import read_jsonl
+
+SCRIPT = Path(__file__).with_name("rest_em_distributed_script.py")
+NUM_PROMPTS, SHARDS = 10, [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+
+
+def _torchrun(output_dir, processes=2):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               str(SCRIPT), str(output_dir)]  # fmt: skip
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    return [json.load(open(output_dir / f"rank{r}.json")) for r in range(processes)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    two = tmp_path_factory.mktemp("two_processes")
+    one = tmp_path_factory.mktemp("one_process")
+    sys.path.insert(0, str(SCRIPT.parent))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        from rest_em_distributed_script import run
+
+        single = [run(str(one))]
+    finally:
+        torch.set_num_threads(threads)
+        sys.path.remove(str(SCRIPT.parent))
+    return {1: (single, one), 2: (_torchrun(two), two)}
+
+
+@pytest.mark.slow
+def test_every_prompt_is_sampled_exactly_once_across_processes(runs):
+    ranks, _ = runs[2]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    for iteration in range(2):
+        shards_per_rank = [r["sampled"][2 * iteration : 2 * iteration + 2] for r in ranks]
+        # shards are handed out round-robin: rank 0 gets shards 0 and 2, rank 1 shards 1 and 3
+        assert shards_per_rank == [[SHARDS[0], SHARDS[2]], [SHARDS[1], SHARDS[3]]]
+        sampled = sorted(i for shards in shards_per_rank for shard in shards for i in shard)
+        assert sampled == list(range(NUM_PROMPTS))
+
+
+@pytest.mark.slow
+def test_both_processes_keep_and_train_on_the_same_set(runs):
+    (rank0, rank1), output_dir = runs[2]
+    assert len(rank0["kept"]) == 2 and rank0["kept"] == rank1["kept"]
+    assert rank0["train_data"] == rank1["train_data"]
+    assert rank0["kept"][0] == read_jsonl(output_dir / "run" / "iteration-1" / "kept.jsonl")
+    assert rank0["history"] == rank1["history"]  # the validation results are shared too
+    assert rank0["weights"] == rank1["weights"]
+
+
+@pytest.mark.slow
+def test_samples_do_not_depend_on_the_number_of_processes(runs):
+    (single, one_dir), (_, two_dir) = runs[1], runs[2]
+    assert single[0]["world_size"] == 1 and single[0]["sampled"][:4] == SHARDS
+    # iteration 1 samples from the same base model with the same per-shard seeds
+    one = read_jsonl(one_dir / "run" / "iteration-1" / "samples.jsonl")
+    assert one == read_jsonl(two_dir / "run" / "iteration-1" / "samples.jsonl")
+    assert len(one) == NUM_PROMPTS * 4

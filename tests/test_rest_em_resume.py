@@ -1,0 +1,177 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""Kill-and-resume: a run interrupted mid E-step, mid M-step, or between training and validation, resumed with
+`train(resume_from_checkpoint=True)` by a new trainer (as a restarted process would), redoes no finished work and ends
+where the uninterrupted run ends."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from trl_mos.rest_em import ReSTEMTrainer
+from trl_mos.rest_em.demo import tiny_restem_config
+from trl_mos.rest_em.filtering import derive_seed, read_jsonl
+from trl_mos.tasks import make_arithmetic_problems
+from trl_mos.testing import build_tiny_model
+
+
+PROBLEMS = make_arithmetic_problems(seed=0, num_train=8, num_validation=4, num_test=4)
+E_STEP_SAMPLES = 4
+
+
+class Crash(Exception):
+    """Stands for the process being killed."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def first_token_even(prompts, completions, completion_ids, **kwargs):
+    return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
+
+
+class Recorder(TrainerCallback):
+    """M-step starts (iteration, global step at start) and optimizer steps per iteration."""
+
+    def __init__(self, trainer, crash_at_save=None):
+        self.trainer, self.crash_at_save = trainer, crash_at_save
+        self.starts, self.steps = [], {}
+
+    def _iteration(self):
+        return int(self.trainer._m_step_output_dir.rsplit("-", 1)[1])
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.starts.append((self._iteration(), state.global_step))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps[self._iteration()] = self.steps.get(self._iteration(), 0) + 1
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.crash_at_save == (self._iteration(), state.global_step):
+            raise Crash(f"killed after saving checkpoint-{state.global_step}")
+
+
+def _run(output_dir, tokenizer, resume=False, crash_e_step_call=None, crash_at_save=None, crash_before_eval=None):
+    """Runs (or resumes) ReST^EM; returns the trainer, its M-step recorder and its E-step seeds, or the crash."""
+    args = tiny_restem_config(
+        output_dir,
+        max_steps=2,
+        max_completion_length=8,
+        eval_num_samples=2,
+        eval_k=[2],
+        generation_shard_size=4,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    trainer = ReSTEMTrainer(
+        model=build_tiny_model(tokenizer, seed=0),
+        args=args,
+        train_dataset=PROBLEMS["train"],
+        eval_dataset=PROBLEMS["validation"],
+        processing_class=tokenizer,
+        verifiers=[first_token_even],
+    )
+    recorder = Recorder(trainer, crash_at_save)
+    trainer.add_callback(recorder)
+    backend, e_step_seeds = trainer.generation_backend, []
+    generate = backend.generate
+
+    def recording(prompt_ids, settings, seed):
+        if settings.num_samples == E_STEP_SAMPLES:
+            if len(e_step_seeds) + 1 == crash_e_step_call:
+                raise Crash("killed while sampling")
+            e_step_seeds.append(seed)
+        return generate(prompt_ids, settings, seed)
+
+    backend.generate = recording
+    if crash_before_eval is not None:
+        evaluate = trainer.evaluate_accuracy
+
+        def crashing(*args, **kwargs):
+            if kwargs.get("description", "").endswith(f"iteration {crash_before_eval}"):
+                raise Crash("killed before validation")
+            return evaluate(*args, **kwargs)
+
+        trainer.evaluate_accuracy = crashing
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except Crash:
+        return None
+    return trainer, recorder, e_step_seeds
+
+
+def _shard_seed(iteration, shard):
+    return derive_seed(derive_seed(0, "e-step", iteration), "shard", shard)
+
+
+def _without_timing(history, drop=()):
+    return [
+        {k: v for k, v in row.items() if k != "restem/generation_tokens_per_s" and k not in drop} for row in history
+    ]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_tokenizer):
+    output_dir = tmp_path_factory.mktemp("uninterrupted")
+    trainer, recorder, seeds = _run(output_dir, tiny_tokenizer)
+    assert seeds == [_shard_seed(i, s) for i in (1, 2) for s in (0, 1)]
+    assert recorder.starts == [(1, 0), (2, 0)]
+    return trainer, output_dir
+
+
+def _assert_same_end(resumed, reference, output_dir, drop=()):
+    trainer, reference_dir = reference
+    assert _without_timing(resumed.history, drop) == _without_timing(trainer.history, drop)
+    assert resumed.best_iteration == trainer.best_iteration
+    for name, parameter in trainer.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], parameter), name
+    for iteration in (1, 2):
+        samples = read_jsonl(output_dir / f"iteration-{iteration}" / "samples.jsonl")
+        assert samples == read_jsonl(reference_dir / f"iteration-{iteration}" / "samples.jsonl")
+        # every iteration's fine-tuned weights, not only the selected ones
+        weights = load_file(output_dir / f"iteration-{iteration}" / "model" / "model.safetensors")
+        expected = load_file(reference_dir / f"iteration-{iteration}" / "model" / "model.safetensors")
+        assert weights.keys() == expected.keys()
+        assert all(torch.equal(weights[name], expected[name]) for name in expected), iteration
+
+
+def test_resume_mid_e_step(tmp_path, tiny_tokenizer, reference):
+    # killed while sampling the second shard of iteration 2: iteration 1 is complete, shard 0 of iteration 2 saved
+    assert _run(tmp_path, tiny_tokenizer, crash_e_step_call=4) is None
+    assert sorted(p.name for p in (tmp_path / "iteration-2" / "shards").iterdir()) == ["shard-00000.json"]
+    resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
+    assert seeds == [_shard_seed(2, 1)]  # only the missing shard is generated
+    assert recorder.starts == [(2, 0)]  # iteration 1 is not retrained
+    _assert_same_end(resumed, reference, tmp_path)
+
+
+def test_resume_mid_m_step_from_its_last_checkpoint(tmp_path, tiny_tokenizer, reference):
+    assert _run(tmp_path, tiny_tokenizer, crash_at_save=(1, 1)) is None
+    resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
+    assert seeds == [_shard_seed(2, 0), _shard_seed(2, 1)]  # iteration 1's samples are not regenerated
+    assert recorder.starts == [(1, 1), (2, 0)]  # iteration 1 resumes from checkpoint-1
+    assert recorder.steps == {1: 1, 2: 2}
+    # the resumed M-step's reported loss only covers its own step
+    _assert_same_end(resumed, reference, tmp_path, drop=("restem/train_loss",))
+
+
+def test_resume_between_training_and_validation(tmp_path, tiny_tokenizer, reference):
+    assert _run(tmp_path, tiny_tokenizer, crash_before_eval=1) is None
+    assert (tmp_path / "iteration-1" / "model").is_dir()
+    resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
+    assert seeds == [_shard_seed(2, 0), _shard_seed(2, 1)]
+    assert recorder.starts == [(2, 0)]  # iteration 1 is neither regenerated nor retrained
+    _assert_same_end(resumed, reference, tmp_path)
+
+
+def test_resuming_a_finished_run_does_nothing_but_load_the_best(tmp_path, tiny_tokenizer, reference):
+    trainer, reference_dir = reference
+    _, _, _ = _run(tmp_path, tiny_tokenizer)
+    resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
+    assert seeds == [] and recorder.starts == []
+    _assert_same_end(resumed, reference, tmp_path)
