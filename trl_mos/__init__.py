@@ -52,6 +52,9 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "plot_mixture": "trl_mos.mixing",
     # generation helper
     "generate_completions": "trl_mos.generation",
+    # ReST^EM self-training
+    "ReSTEMConfig": "trl_mos.rest_em",
+    "ReSTEMTrainer": "trl_mos.rest_em",
 }
 
 __all__ = ["__version__", *_LAZY_ATTRIBUTES]
@@ -73,6 +76,7 @@ if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real import
     from .evaluation import evaluate_samples, maj_at_k, pass_at_k
     from .generation import generate_completions
     from .mixing import MixtureOfSkillsCallback, MoSConfig, SkillSampler, concatenate_skills, plot_mixture
+    from .rest_em import ReSTEMConfig, ReSTEMTrainer
     from .tasks import (
         check_skill_answer,
         evaluate_skill_accuracy,
