@@ -141,6 +141,12 @@ def test_group_math_answers():
     assert group_math_answers([]) == []
 
 
+def test_huge_empty_and_non_utf8_completions():
+    huge = "word " * 1_000_000 + r"so the answer is \boxed{5}."
+    completions = [huge, b"\xff\xfe \\boxed{5}", "", "\udcff \\boxed{5}", None]
+    assert math_verifier([""] * 5, completions, ["5"] * 5) == [1.0, 1.0, 0.0, 1.0, 0.0]
+
+
 def test_validation():
     with pytest.raises(ValueError, match="timeout"):
         make_math_verifier(timeout=0)

@@ -7,6 +7,7 @@ import pathlib
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -548,3 +549,83 @@ def test_fresh_directory_and_no_leftovers_after_close():
     assert all(runtime._live_pids_of(uid) == [] for uid in uids)
     with pytest.raises(RuntimeError, match="closed"):
         box.check([ProgramCheck("print(1)", inputs=[""], outputs=["1"])])
+
+
+_UNPRIVILEGED_SCRIPT = """
+import json, os, time
+from trl_mos.verifiers import ProgramCheck, Sandbox, SandboxConfig
+from trl_mos.verifiers import _sandbox_runtime as runtime
+with Sandbox(SandboxConfig(timeout=2, num_workers=1)) as box:
+    capabilities = box.capabilities
+    results = box.check([
+        ProgramCheck("def f(x):\\n    return x + 1\\n", test="def check(c):\\n    assert c(2) == 3\\n", entry_point="f"),
+        ProgramCheck("def f(x):\\n    return x\\n", test="def check(c):\\n    assert c(2) == 3\\n", entry_point="f"),
+        ProgramCheck("import os, time\\nif os.fork() == 0:\\n    os.setsid()\\n    time.sleep(60)\\nprint(1)", inputs=[""],
+                     outputs=["1"]),
+        ProgramCheck("import socket\\nsocket.create_connection(('127.0.0.1', 22), timeout=0.5)\\nprint(1)", inputs=[""],
+                     outputs=["1"]),
+        ProgramCheck(f"open({SENTINEL!r}, 'w').write('x')\\nprint(1)", inputs=[""], outputs=["1"]),
+    ])
+    time.sleep(0.2)
+    server = box._all_slots[0].process.pid
+    descendants = [pid for pid in runtime._live_pids_of(os.getuid()) if pid not in (os.getpid(), server)]
+print(json.dumps({"uid": os.getuid(), "capabilities": capabilities, "passed": [r.passed for r in results],
+                  "left": descendants}))
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")),
+    reason="runs the sandbox as an unprivileged user: needs root to switch users, and util-linux's unshare and setpriv",
+)
+def test_sandbox_as_an_unprivileged_user():
+    """The non-root code path (user namespaces where the kernel allows them), run as uid 65534 in a private mount
+    namespace where the interpreter's closed parent directories are made reachable."""
+    import json
+    import shlex
+
+    victim = pathlib.Path(tempfile.mkdtemp(prefix="trl-mos-sandbox-victim-", dir="/"))
+    os.chmod(victim, 0o777)  # writable by anyone: only the sandbox's read-only mounts protect it
+    sentinel = victim / "written-by-the-program.txt"
+    script = f"SENTINEL = {str(sentinel)!r}\n" + _UNPRIVILEGED_SCRIPT
+    prefix = os.path.realpath(sys.base_prefix)  # the interpreter, its shared library and its standard library
+    needed = {prefix} | {
+        path
+        for paths in runtime.blocked_python_dirs(65534).values()
+        for path in paths
+        if not path.startswith(prefix + "/")
+    }
+    ancestors = sorted(
+        {
+            "/" + path.strip("/").split("/")[0]
+            for path in needed
+            if not os.stat("/" + path.strip("/").split("/")[0]).st_mode & 0o001
+        }
+    )
+    commands = ["mount --make-rprivate /"]
+    stage = victim / "stage"  # only seen inside the private mount namespace of the command
+    for index, path in enumerate(sorted(needed)):
+        commands.append(f"mkdir -p {stage}/{index} && mount --bind {shlex.quote(path)} {stage}/{index}")
+    commands += [f"mount -t tmpfs -o mode=755 tmpfs {shlex.quote(a)}" for a in ancestors]
+    for index, path in enumerate(sorted(needed)):
+        commands.append(f"mkdir -p {shlex.quote(path)} && mount --bind {stage}/{index} {shlex.quote(path)}")
+    commands.append(
+        "cd / && exec setpriv --reuid=65534 --regid=65534 --clear-groups env -i PATH=/usr/bin:/bin HOME=/tmp "
+        f"HF_HUB_OFFLINE=1 {shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+    )
+    try:
+        completed = subprocess.run(
+            ["unshare", "-m", "sh", "-c", " && ".join(commands)], capture_output=True, text=True, timeout=240
+        )
+        written = sentinel.exists()
+    finally:
+        shutil.rmtree(victim, ignore_errors=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    caps = report["capabilities"]
+    assert report["uid"] == 65534 and caps["uid"] is None
+    assert report["passed"][:3] == [True, False, True]
+    assert report["left"] == []  # the daemon that called setsid is gone too
+    if caps["user_namespace"]:  # unprivileged user namespaces allowed: the namespaces apply without root
+        assert caps["pid_namespace"] and caps["network_namespace"] and caps["readonly_root"]
+        assert report["passed"][3:] == [False, False] and not written

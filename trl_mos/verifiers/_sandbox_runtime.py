@@ -234,8 +234,10 @@ def _remove_tree(path: str) -> None:
 
 
 def _live_pids_of(uid: int) -> list[int]:
-    """Processes (not zombies) owned by `uid`, from /proc."""
+    """Processes (not zombies) owned by `uid`, from /proc (none where there is no /proc)."""
     pids = []
+    if not os.path.isdir("/proc/self"):
+        return pids
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -405,8 +407,9 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, int, int, in
         os.setresuid(uid, uid, uid)
         if os.getresuid() != (uid, uid, uid):
             raise OSError("could not drop privileges")
-    # die with the supervisor even if it is killed (set after the uid change, which clears it)
-    _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    if sys.platform.startswith("linux"):
+        # die with the supervisor even if it is killed (set after the uid change, which clears it)
+        _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
     if caps.get("no_new_privs"):
         _set_no_new_privs()
     os.umask(0o077)
@@ -776,10 +779,9 @@ def _probe_capabilities(setup: dict, wanted: dict) -> dict:
                 sys.stderr.write(f"probe {feature}: {answer}\n")
             caps[feature] = bool(answer.get("returncode") == 0 and answer.get("report", "").startswith("PROBE "))
         caps["no_new_privs"] = False
-        trial = dict(caps, no_new_privs=True)
-        _run_one({"kind": "probe", "timeout": 10}, setup, trial, write_fd)
-        answer = read_message(read_fd)
-        caps["no_new_privs"] = bool(answer.get("returncode") == 0)
+        if sys.platform.startswith("linux"):
+            _run_one({"kind": "probe", "timeout": 10}, setup, dict(caps, no_new_privs=True), write_fd)
+            caps["no_new_privs"] = bool(read_message(read_fd).get("returncode") == 0)
         _run_one({"kind": "probe", "timeout": 10}, setup, caps, write_fd)
         answer = read_message(read_fd)
         inside = {}
@@ -805,7 +807,8 @@ def main(argv: list[str]) -> None:
         return
     caps: dict = {"user_namespace": False, "network_namespace": False}
     is_root = os.geteuid() == 0
-    if setup.get("isolate_network") or setup.get("namespaces"):
+    linux = sys.platform.startswith("linux")
+    if linux and (setup.get("isolate_network") or setup.get("namespaces")):
         if is_root:
             if setup.get("isolate_network"):
                 try:
@@ -841,7 +844,7 @@ def main(argv: list[str]) -> None:
             pass
     wanted = {}
     setup["cgroups"] = []
-    if setup.get("namespaces") and sys.platform.startswith("linux"):
+    if setup.get("namespaces") and linux:
         wanted = dict.fromkeys(_FEATURES, True)
         setup["python_dirs"] = blocked_python_dirs(setup.get("uid"))
         wanted["python_binds"] = bool(setup["python_dirs"])
