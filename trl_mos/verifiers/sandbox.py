@@ -363,8 +363,11 @@ class _ForkServer:
         finally:
             os.close(to_server_r)
             os.close(from_server_w)
-        runtime.write_message(self._to_server, self._setup_message())
-        ready = runtime.read_message(self._from_server, deadline=time.monotonic() + 120)
+        try:
+            runtime.write_message(self._to_server, self._setup_message())
+            ready = runtime.read_message(self._from_server, deadline=time.monotonic() + 120)
+        except Exception as exc:
+            ready = f"{type(exc).__name__}: {exc}"
         if not isinstance(ready, dict) or not ready.get("ready"):
             self.stop()
             raise SandboxUnavailableError(f"The sandbox fork server did not start (answer: {ready!r}).")
@@ -392,7 +395,7 @@ class _ForkServer:
             if not isinstance(answer, dict):
                 raise EOFError("the fork server closed its pipe")
             return answer
-        except (OSError, EOFError, TimeoutError, ValueError) as exc:  # pickle errors are ValueError subclasses too
+        except Exception as exc:  # broken pipe, end of file, timeout, garbled message: replace the fork server
             self.stop()
             return {"error": f"sandbox error: the fork server failed ({type(exc).__name__}: {exc})"}
 
