@@ -41,7 +41,9 @@ def parse_gold(gold: str) -> list:
 @functools.lru_cache(maxsize=4096)
 def parse_answer(answer: str) -> list:
     parse, _, config = _PARSE
-    return parse("\\boxed{" + answer + "}", extraction_config=config, extraction_mode="first_match", parsing_timeout=None)
+    return parse(
+        "\\boxed{" + answer + "}", extraction_config=config, extraction_mode="first_match", parsing_timeout=None
+    )
 
 
 def _short(text: str, limit: int = 60) -> str:

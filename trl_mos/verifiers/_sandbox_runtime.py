@@ -600,6 +600,14 @@ def _runner(job: dict, setup: dict, caps: dict, workdir: str, fds: tuple[int, in
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _encode(text: str) -> bytes:
+    """UTF-8, keeping bytes that were decoded with `surrogateescape`; other lone surrogates become `?`."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def _supervise(job: dict, setup: dict, caps: dict) -> dict:
     timeout = float(job.get("timeout", setup["timeout"]))
     cap = int(setup["max_output_bytes"])
@@ -613,14 +621,17 @@ def _supervise(job: dict, setup: dict, caps: dict) -> dict:
         if uid is not None:
             os.chown(workdir, uid, gid)
         os.chmod(workdir, 0o700)
-        if job.get("stdin") is not None and hasattr(os, "memfd_create"):
+        stdin = None if job.get("stdin") is None else _encode(job["stdin"])
+        if stdin is not None and hasattr(os, "memfd_create"):
             stdin_fd = os.memfd_create("stdin", 0)
-            os.write(stdin_fd, job["stdin"].encode("utf-8", "surrogateescape"))
+            view = memoryview(stdin)
+            while view:
+                view = view[os.write(stdin_fd, view) :]
             os.lseek(stdin_fd, 0, os.SEEK_SET)
-        elif job.get("stdin") is not None:
+        elif stdin is not None:
             path = os.path.join(workdir, ".stdin")
             with open(path, "wb") as handle:
-                handle.write(job["stdin"].encode("utf-8", "surrogateescape"))
+                handle.write(stdin)
             stdin_fd = os.open(path, os.O_RDONLY)
         else:
             stdin_fd = os.open(os.devnull, os.O_RDONLY)

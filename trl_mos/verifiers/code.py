@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from .base import MissingColumnError, Outcome, build_verifier
+from .base import MissingColumnError, Outcome, build_verifier, guarded
 from .extraction import defines, extract_code
 from .sandbox import ProgramCheck, Sandbox, SandboxConfig, replace_config
 
@@ -174,34 +174,35 @@ def make_code_verifier(
                 f"and 'outputs'; the batch has columns {sorted(present)}"
             )
 
+    def build_check(text: str, prompt: Any, row: dict[str, Any]) -> ProgramCheck | Outcome:
+        """The program and tests of one sample, or its outcome when there is nothing to run."""
+        test = row.get("test") if style != "stdio" else None
+        inputs = row.get("inputs") if style != "assert" else None
+        outputs = row.get("outputs") if style != "assert" else None
+        if test is not None:
+            entry_point = None if row.get("entry_point") is None else str(row["entry_point"])
+            program = assemble_program(prompt, text, entry_point)
+            return ProgramCheck(program, test=test if isinstance(test, str) else str(test), entry_point=entry_point)
+        if inputs is not None or outputs is not None:
+            inputs, outputs = _as_cases(inputs), _as_cases(outputs)
+            malformed = next((x for x in (inputs, outputs) if isinstance(x, str)), None)
+            if malformed is not None:
+                return 0.0, malformed
+            return ProgramCheck(assemble_program(prompt, text, continue_prompt=False), inputs=inputs, outputs=outputs)
+        return None, "no tests for this sample"
+
     def score_batch(texts: list[str], columns: dict[str, list], prompts: list | None) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(texts)
         checks, positions = [], []
         for i, text in enumerate(texts):
             prompt = prompts[i] if prompts is not None and i < len(prompts) else None
-            test = columns.get("test", [None] * len(texts))[i] if style != "stdio" else None
-            inputs = columns.get("inputs", [None] * len(texts))[i] if style != "assert" else None
-            outputs = columns.get("outputs", [None] * len(texts))[i] if style != "assert" else None
-            if test is not None:
-                entry_point = columns.get("entry_point", [None] * len(texts))[i]
-                entry_point = str(entry_point) if entry_point is not None else None
-                program = assemble_program(prompt, text, entry_point)
-                check = ProgramCheck(
-                    program, test=test if isinstance(test, str) else str(test), entry_point=entry_point
-                )
-            elif inputs is not None or outputs is not None:
-                inputs, outputs = _as_cases(inputs), _as_cases(outputs)
-                malformed = next((x for x in (inputs, outputs) if isinstance(x, str)), None)
-                if malformed is not None:
-                    outcomes[i] = (0.0, malformed)
-                    continue
-                program = assemble_program(prompt, text, continue_prompt=False)
-                check = ProgramCheck(program, inputs=inputs, outputs=outputs)
+            row = {column: values[i] for column, values in columns.items()}
+            built = guarded(name, build_check, text, prompt, row)
+            if isinstance(built, ProgramCheck):
+                checks.append(built)
+                positions.append(i)
             else:
-                outcomes[i] = (None, "no tests for this sample")
-                continue
-            checks.append(check)
-            positions.append(i)
+                outcomes[i] = built
         if checks:
             for i, result in zip(positions, get_sandbox().check(checks), strict=True):
                 outcomes[i] = (1.0, "") if result.passed else (0.0, result.reason)
