@@ -7,6 +7,7 @@ import pytest
 
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.verifiers import (
+    MathWorkerPool,
     MissingColumnError,
     extract_answer,
     extract_boxed,
@@ -104,6 +105,7 @@ def test_pathological_item_costs_only_its_timeout():
     completions = [r"\boxed{2}"] * 6 + [PATHOLOGICAL] + [r"\boxed{3}"] * 6
     solutions = ["2"] * 6 + ["8"] + ["3"] * 6
     verifier([""], [r"\boxed{1}"], ["1"])  # start the workers outside the timed part
+    MathWorkerPool.get(2)._spare.wait_ready()  # and let the warm spare finish importing math-verify
     logged, log_extra = _reasons()
     started = time.monotonic()
     scores = verifier([""] * 13, completions, solutions, log_extra=log_extra)
