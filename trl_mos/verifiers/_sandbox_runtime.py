@@ -773,7 +773,7 @@ _FEATURES = (
 
 def _probe_capabilities(setup: dict, wanted: dict) -> dict:
     """Finds out which isolation features work here by running the probe job with each one switched on in turn."""
-    caps = {}
+    caps = dict.fromkeys(_FEATURES, False)
     read_fd, write_fd = os.pipe()
     try:
         for feature in _FEATURES:
@@ -786,8 +786,6 @@ def _probe_capabilities(setup: dict, wanted: dict) -> dict:
             trial = dict(caps, **{feature: True})
             _run_one({"kind": "probe", "timeout": 10}, setup, trial, write_fd)
             answer = read_message(read_fd)
-            if os.environ.get("TRL_MOS_SANDBOX_DEBUG"):
-                sys.stderr.write(f"probe {feature}: {answer}\n")
             caps[feature] = bool(answer.get("returncode") == 0 and answer.get("report", "").startswith("PROBE "))
         caps["no_new_privs"] = False
         if sys.platform.startswith("linux"):
