@@ -24,7 +24,11 @@ CONFIGS = {
     "baseline (stock sampler)": None,
     "uniform (static, our sampler)": dict(strategy="uniform"),
     "MoS CosSim+Diff+EMA (S=100, 64/16)": dict(
-        strategy="mos", reward=["cossim", "diff"], use_ema=True, update_steps=100, cossim_probe_size=64,
+        strategy="mos",
+        reward=["cossim", "diff"],
+        use_ema=True,
+        update_steps=100,
+        cossim_probe_size=64,
         diff_probe_size=16,
     ),
 }
@@ -43,8 +47,13 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
     tokenizer = build_tiny_tokenizer(seed=seed)
     model = build_tiny_model(tokenizer, seed=seed)
     train = make_skill_datasets(seed=seed)["train"]
-    args = tiny_sft_config(os.path.join(output_dir, "run"), max_steps=steps, per_device_train_batch_size=batch_size,
-                           logging_steps=50, seed=seed)
+    args = tiny_sft_config(
+        os.path.join(output_dir, "run"),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        logging_steps=50,
+        seed=seed,
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     if CONFIGS[name] is not None:

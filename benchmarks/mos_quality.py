@@ -62,7 +62,9 @@ def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir:
     model = build_tiny_model(tokenizer, seed=seed, hidden_size=demo.hidden_size)
     data = make_skill_datasets(seed=seed)
     trainer = SFTTrainer(
-        model=model, args=demo.sft_config(f"{method}-seed{seed}"), train_dataset=data["train"],
+        model=model,
+        args=demo.sft_config(f"{method}-seed{seed}"),
+        train_dataset=data["train"],
         processing_class=tokenizer,
     )
     trainer.remove_callback(PrinterCallback)  # keep the benchmark's output to its own lines
@@ -73,7 +75,9 @@ def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir:
     class Evaluate(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step % eval_every == 0:
-                curve.append({"step": state.global_step, **evaluate_skill_accuracy(trainer.model, tokenizer, data["test"])})
+                curve.append(
+                    {"step": state.global_step, **evaluate_skill_accuracy(trainer.model, tokenizer, data["test"])}
+                )
 
     trainer.add_callback(Evaluate())
     start = time.perf_counter()
@@ -110,7 +114,7 @@ def summarize(results: list[dict]) -> dict:
         target = summary[best]["final_mean"]["balanced"]
         for method in methods:
             curve = summary[method]["balanced_curve"]
-            reached = [s for s, v in zip(curve["steps"], curve["mean"]) if v >= target - 1e-9]
+            reached = [s for s, v in zip(curve["steps"], curve["mean"], strict=True) if v >= target - 1e-9]
             summary[method]["steps_to_best_baseline"] = reached[0] if reached else None
         summary["_best_baseline"] = {"method": best, "balanced": target}
     return summary
@@ -127,13 +131,15 @@ def print_table(summary: dict) -> None:
         reach = s.get("steps_to_best_baseline")
         rows.append([m] + cells + ["never" if reach is None else str(reach), f"{s['seconds_mean']:.0f}"])
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     if "_best_baseline" in summary:
         best = summary["_best_baseline"]
-        print(f"\nbest baseline: {best['method']} (balanced {100 * best['balanced']:.1f}); accuracy in %, mean±std over seeds")
+        print(
+            f"\nbest baseline: {best['method']} (balanced {100 * best['balanced']:.1f}); accuracy in %, mean±std over seeds"
+        )
 
 
 def plot(summary: dict, path: str) -> None:
@@ -145,8 +151,12 @@ def plot(summary: dict, path: str) -> None:
     figure, axes = plt.subplots(figsize=(8, 4.5))
     for method in (m for m in summary if not m.startswith("_")):
         curve = summary[method]["balanced_curve"]
-        axes.plot(curve["steps"], [100 * v for v in curve["mean"]], label=method,
-                  linestyle="--" if method in BASELINES else "-")
+        axes.plot(
+            curve["steps"],
+            [100 * v for v in curve["mean"]],
+            label=method,
+            linestyle="--" if method in BASELINES else "-",
+        )
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("balanced held-out accuracy (%)")
     axes.set_title("Mixing strategies on the bundled skills (mean over seeds)")
@@ -174,8 +184,11 @@ def main() -> None:
         for future in futures:
             result = future.result()
             results.append(result)
-            print(f"{result['method']:<24} seed {result['seed']}: balanced {100 * result['final']['balanced']:.1f} "
-                  f"({result['seconds']:.0f}s)", flush=True)
+            print(
+                f"{result['method']:<24} seed {result['seed']}: balanced {100 * result['final']['balanced']:.1f} "
+                f"({result['seconds']:.0f}s)",
+                flush=True,
+            )
     summary = summarize(results)
     with open(args.output, "w") as f:
         json.dump({"args": vars(args), "summary": summary, "runs": results}, f, indent=1)

@@ -32,13 +32,27 @@ def main(output_dir: str, mode: str) -> None:
     train = make_skill_datasets(seed=0, sizes={"copy": 96, "reverse": 32, "sort": 12, "add": 6})["train"]
     args = tiny_sft_config(
         os.path.join(output_dir, "run-full" if mode == "full" else "run-split"),
-        max_steps=12, per_device_train_batch_size=3, gradient_accumulation_steps=2, ddp_backend="gloo",
-        save_strategy="steps", save_steps=6, logging_steps=3,
+        max_steps=12,
+        per_device_train_batch_size=3,
+        gradient_accumulation_steps=2,
+        ddp_backend="gloo",
+        save_strategy="steps",
+        save_steps=6,
+        logging_steps=3,
     )
-    trainer = SFTTrainer(model=build_tiny_model(tokenizer, seed=0), args=args, train_dataset=train,
-                         processing_class=tokenizer)
-    config = MoSConfig(reward=["cossim", "diff"], use_ema=True, update_steps=4, cossim_probe_size=5,
-                       diff_probe_size=3, probe_batch_size=2, policy_learning_rate=0.05, policy_inner_steps=10)
+    trainer = SFTTrainer(
+        model=build_tiny_model(tokenizer, seed=0), args=args, train_dataset=train, processing_class=tokenizer
+    )
+    config = MoSConfig(
+        reward=["cossim", "diff"],
+        use_ema=True,
+        update_steps=4,
+        cossim_probe_size=5,
+        diff_probe_size=3,
+        probe_batch_size=2,
+        policy_learning_rate=0.05,
+        policy_inner_steps=10,
+    )
     callback = MixtureOfSkillsCallback(trainer, config)
     trainer.add_callback(callback)
     if mode == "first":

@@ -18,8 +18,14 @@ from trl_mos.testing import build_tiny_model, tiny_sft_config
 
 
 SIZES = {"copy": 96, "reverse": 32, "sort": 12, "add": 6}
-FAST_MOS = dict(update_steps=5, cossim_probe_size=6, diff_probe_size=3, probe_batch_size=4, policy_learning_rate=0.05,
-                policy_inner_steps=20)
+FAST_MOS = dict(
+    update_steps=5,
+    cossim_probe_size=6,
+    diff_probe_size=3,
+    probe_batch_size=4,
+    policy_learning_rate=0.05,
+    policy_inner_steps=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +102,12 @@ def test_stop_and_resume_replays_the_uninterrupted_run(tmp_path, tiny_tokenizer,
     if small:  # 26 rows, 4 per step: 7 steps per epoch
         skills = make_skill_datasets(seed=0, sizes={"copy": 14, "reverse": 6, "sort": 4, "add": 2})["train"]
     overrides = dict(
-        max_steps=16, save_strategy="steps", save_steps=8, gradient_accumulation_steps=accumulation,
-        dataloader_num_workers=workers, per_device_train_batch_size=2 if accumulation > 1 else 4,
+        max_steps=16,
+        save_strategy="steps",
+        save_steps=8,
+        gradient_accumulation_steps=accumulation,
+        dataloader_num_workers=workers,
+        per_device_train_batch_size=2 if accumulation > 1 else 4,
     )
     full, full_callback = make_trainer(tmp_path / "full", skills, config, tiny_tokenizer, **overrides)
     full_consumed = ConsumedRows(full)
@@ -123,7 +133,7 @@ def test_stop_and_resume_replays_the_uninterrupted_run(tmp_path, tiny_tokenizer,
     assert resumed_callback.records == full_callback.records
     assert resumed_callback.sampler.history == full_callback.sampler.history
     assert len(full_callback.records) == 4  # initial + updates at steps 5, 10, 15
-    for (name, a), b in zip(full.model.named_parameters(), resumed.model.parameters()):
+    for (name, a), b in zip(full.model.named_parameters(), resumed.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
     history = [json.loads(line) for line in open(tmp_path / "split" / "mos_history.jsonl")]
     assert history == full_callback.records  # the history file is rewritten consistently on resume
@@ -154,14 +164,24 @@ def test_plain_transformers_trainer_with_string_skills(tmp_path, tiny_tokenizer)
     train = Dataset.from_dict({"text": texts, "skill": ["copy"] * 8 + ["add"] * 4})
     train = train.map(lambda row: tiny_tokenizer(row["text"]), remove_columns=["text"])
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=2, report_to="none", use_cpu=True,
-        logging_steps=3, save_strategy="no", disable_tqdm=True,
+        output_dir=str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=2,
+        report_to="none",
+        use_cpu=True,
+        logging_steps=3,
+        save_strategy="no",
+        disable_tqdm=True,
     )
     trainer = Trainer(
-        model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=train,
+        model=build_tiny_model(tiny_tokenizer),
+        args=args,
+        train_dataset=train,
         data_collator=DataCollatorForLanguageModeling(tiny_tokenizer, mlm=False),
     )
-    callback = MixtureOfSkillsCallback(trainer, MoSConfig(reward=["cossim", "diff"], **{**FAST_MOS, "update_steps": 3}))
+    callback = MixtureOfSkillsCallback(
+        trainer, MoSConfig(reward=["cossim", "diff"], **{**FAST_MOS, "update_steps": 3})
+    )
     trainer.add_callback(callback)
     trainer.train()
     assert callback.skill_index.names == ["copy", "add"]
@@ -172,8 +192,16 @@ def test_plain_transformers_trainer_with_string_skills(tmp_path, tiny_tokenizer)
 
 def test_odm_attributes_training_losses_to_the_right_skills(tmp_path, tiny_tokenizer, skills):
     config = MoSConfig(strategy="odm")
-    trainer, callback = make_trainer(tmp_path, skills, config, tiny_tokenizer, max_steps=6, logging_steps=3,
-                                     gradient_accumulation_steps=2, per_device_train_batch_size=3)
+    trainer, callback = make_trainer(
+        tmp_path,
+        skills,
+        config,
+        tiny_tokenizer,
+        max_steps=6,
+        logging_steps=3,
+        gradient_accumulation_steps=2,
+        per_device_train_batch_size=3,
+    )
     consumed = ConsumedRows(trainer)
     seen_counts = []
     original = callback.strategy.update
@@ -206,7 +234,7 @@ def test_peft_base_perplexities_use_the_base_model(tmp_path, tiny_tokenizer, ski
     def record_base(runner):
         rows, skills_of = callback.rewards._flatten(callback.rewards._rows("diff"))
         with torch.no_grad():
-            for row, skill in zip(rows, skills_of):
+            for row, skill in zip(rows, skills_of, strict=True):
                 ids = torch.tensor([trainer.train_dataset[row]["input_ids"]])
                 labels = torch.tensor([trainer.train_dataset[row]["labels"]])
                 for name, net in (("base", base), ("adapted", model)):
@@ -251,8 +279,9 @@ def test_bad_input_fails_before_training(tmp_path, tiny_tokenizer, skills, chang
     elif change.get("data") == "empty":
         train = skills.filter(lambda row: row["skill"] != 2)
     args = tiny_sft_config(tmp_path, max_steps=2, **change.get("sft", {}))
-    trainer = SFTTrainer(model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=train,
-                         processing_class=tiny_tokenizer)
+    trainer = SFTTrainer(
+        model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=train, processing_class=tiny_tokenizer
+    )
     with pytest.raises(ValueError, match=message):
         MixtureOfSkillsCallback(trainer, change.get("config", MoSConfig()))
 
@@ -269,13 +298,15 @@ def test_duplicate_skill_names_are_rejected():
 
 def test_callback_not_added_and_non_mos_checkpoint_are_caught(tmp_path, tiny_tokenizer, skills):
     args = tiny_sft_config(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
-    trainer = SFTTrainer(model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=skills,
-                         processing_class=tiny_tokenizer)
+    trainer = SFTTrainer(
+        model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=skills, processing_class=tiny_tokenizer
+    )
     MixtureOfSkillsCallback(trainer, MoSConfig(strategy="uniform"))
     with pytest.raises(RuntimeError, match="call `trainer.add_callback"):
         trainer.train()
-    plain = SFTTrainer(model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=skills,
-                       processing_class=tiny_tokenizer)
+    plain = SFTTrainer(
+        model=build_tiny_model(tiny_tokenizer), args=args, train_dataset=skills, processing_class=tiny_tokenizer
+    )
     plain.train()  # a checkpoint without Mixture-of-Skills state
     args = tiny_sft_config(tmp_path, max_steps=4)
     resumed, _ = make_trainer(tmp_path, skills, MoSConfig(strategy="uniform"), tiny_tokenizer, max_steps=4)

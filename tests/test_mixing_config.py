@@ -29,8 +29,22 @@ def test_every_field_is_documented():
 def test_parses_from_the_command_line_and_from_a_dict():
     parser = HfArgumentParser(MoSConfig)
     (config,) = parser.parse_args_into_dataclasses(
-        ["--strategy", "mospec", "--target_skill", "add", "--reward", "cossim", "diff", "--use_ema", "true",
-         "--reward_weights", "0.3", "0.7", "--update_steps", "50"]
+        [
+            "--strategy",
+            "mospec",
+            "--target_skill",
+            "add",
+            "--reward",
+            "cossim",
+            "diff",
+            "--use_ema",
+            "true",
+            "--reward_weights",
+            "0.3",
+            "0.7",
+            "--update_steps",
+            "50",
+        ]
     )
     assert config.strategy == "mospec" and config.target_skill == "add"
     assert config.reward == ["cossim", "diff"] and config.reward_weights == [0.3, 0.7]

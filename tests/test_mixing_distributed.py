@@ -16,8 +16,17 @@ WORLD, BATCH, ACCUMULATION, STEPS = 2, 3, 2, 12
 
 def _torchrun(output_dir, mode):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
-               str(SCRIPT), str(output_dir), mode]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(WORLD),
+        str(SCRIPT),
+        str(output_dir),
+        mode,
+    ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
     return [json.load(open(output_dir / f"rank{r}-{mode}.json")) for r in range(WORLD)]

@@ -75,9 +75,7 @@ def test_odm_samples_high_loss_skills_more_and_keeps_exploring():
     assert probabilities.min() > 0  # ε-exploration
     restored = ODMStrategy(np.full(4, 0.25))
     restored.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
-    np.testing.assert_array_equal(
-        restored.update(np.ones(4), np.ones(4)), strategy.update(np.ones(4), np.ones(4))
-    )
+    np.testing.assert_array_equal(restored.update(np.ones(4), np.ones(4)), strategy.update(np.ones(4), np.ones(4)))
 
 
 def test_odm_ignores_skills_without_examples():

@@ -135,7 +135,7 @@ def test_code_stdio_tasks_canonical_solutions_pass(tmp_path):
         program = tmp_path / f"p{i}.py"
         program.write_text(row["canonical_solution"])
         assert len(row["inputs"]) == len(row["outputs"]) >= 2
-        for stdin, expected in zip(row["inputs"], row["outputs"]):
+        for stdin, expected in zip(row["inputs"], row["outputs"], strict=True):
             out = subprocess.run([sys.executable, str(program)], input=stdin, capture_output=True, text=True)
             assert out.stdout == expected
 

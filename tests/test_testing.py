@@ -31,7 +31,7 @@ def test_chat_template(tiny_tokenizer):
     out = tiny_tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
-    masked = [t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]
+    masked = [t for t, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
     assert tiny_tokenizer.decode(masked) == "a b<|im_end|>"
 
 
@@ -43,9 +43,9 @@ def test_model_is_deterministic_and_leaves_global_rng_alone(tiny_tokenizer):
     assert torch.equal(torch.rand(1), expected_next)  # the caller's random stream is untouched
     b = build_tiny_model(tiny_tokenizer, seed=3)
     c = build_tiny_model(tiny_tokenizer, seed=4)
-    for (name, pa), (_, pb), (_, pc) in zip(a.named_parameters(), b.named_parameters(), c.named_parameters()):
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb), name
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters()))
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
     assert a.config.hidden_size == 64 and a.config.num_hidden_layers == 2
     assert a.config.vocab_size == len(tiny_tokenizer)
 

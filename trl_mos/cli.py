@@ -56,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         "results as tables. Needs no GPU and no network.",
     )
     demo.add_argument("--part", choices=["all", *DEMO_PARTS], default="all", help="which part to run (default: all)")
-    demo.add_argument("--seed", type=_non_negative_int, default=0, help="seed of model, data and training (default: 0)")
+    demo.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of model, data and training (default: 0)"
+    )
     demo.add_argument(
         "--max-steps", type=_positive_int, default=1000, help="optimizer steps per SFT run (default: 1000)"
     )
-    demo.add_argument(
-        "--output-dir", default="trl-mos-demo", help="where logs and plots go (default: ./trl-mos-demo)"
-    )
+    demo.add_argument("--output-dir", default="trl-mos-demo", help="where logs and plots go (default: ./trl-mos-demo)")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     tiny = subparsers.add_parser(

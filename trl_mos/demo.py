@@ -142,9 +142,11 @@ def format_table(rows: dict[str, dict[str, float]], title: str = "") -> str:
     name_width = max([len("method")] + [len(name) for name in rows])
     widths = [max(len(c), 6) for c in columns]
     lines = [title] if title else []
-    lines.append("  ".join(["method".ljust(name_width)] + [c.rjust(w) for c, w in zip(columns, widths)]))
+    lines.append("  ".join(["method".ljust(name_width)] + [c.rjust(w) for c, w in zip(columns, widths, strict=True)]))
     lines.append("  ".join(["-" * name_width] + ["-" * w for w in widths]))
     for name, values in rows.items():
-        cells = [(f"{100 * values[c]:.1f}" if c in values else "-").rjust(w) for c, w in zip(columns, widths)]
+        cells = [
+            (f"{100 * values[c]:.1f}" if c in values else "-").rjust(w) for c, w in zip(columns, widths, strict=True)
+        ]
         lines.append("  ".join([name.ljust(name_width)] + cells))
     return "\n".join(lines)

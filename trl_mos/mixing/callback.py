@@ -240,7 +240,9 @@ class MixtureOfSkillsCallback(TrainerCallback):
             # rank r's a-th micro-batch of a step is global batch (a * world_size + r) of that step
             start = step_start + (micro_step * world_size + rank) * batch
             skills = self.sampler.skills_at(start, start + batch)
-            self._loss_sums += np.bincount(skills, weights=batch_losses.double().numpy(), minlength=len(self._loss_sums))
+            self._loss_sums += np.bincount(
+                skills, weights=batch_losses.double().numpy(), minlength=len(self._loss_sums)
+            )
             self._loss_counts += np.bincount(skills, minlength=len(self._loss_counts))
 
     # ------------------------------------------------------------------ logging and history
@@ -260,9 +262,13 @@ class MixtureOfSkillsCallback(TrainerCallback):
 
     def _record(self, step: int, position: int, probabilities, signal: dict | None = None) -> None:
         names = self.skill_index.names
-        record = {"step": step, "position": position, "probabilities": dict(zip(names, map(float, probabilities)))}
+        record = {
+            "step": step,
+            "position": position,
+            "probabilities": dict(zip(names, map(float, probabilities), strict=True)),
+        }
         for key, values in (signal or {}).items():
-            record[key] = dict(zip(names, map(float, values)))
+            record[key] = dict(zip(names, map(float, values), strict=True))
         self.records.append(record)
 
     def _rewrite_history_file(self, args, state) -> None:

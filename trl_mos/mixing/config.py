@@ -104,7 +104,9 @@ class MoSConfig:
         default="mos",
         metadata={"help": "How the skill distribution is chosen.", "choices": list(STRATEGIES)},
     )
-    skill_column: str = field(default="skill", metadata={"help": "Column of the train dataset naming each row's skill."})
+    skill_column: str = field(
+        default="skill", metadata={"help": "Column of the train dataset naming each row's skill."}
+    )
     target_skill: str | None = field(
         default=None, metadata={"help": "The skill MoSpec optimises for (strategy='mospec' only)."}
     )
@@ -120,13 +122,17 @@ class MoSConfig:
         metadata={"help": "Optimizer steps between updates (default: 100 for MoS/MoSpec, 1 for ODM)."},
     )
     mixing_seed: int | None = field(
-        default=None, metadata={"help": "Seed of sampler, probes and policy (default: the trainer's data_seed or seed)."}
+        default=None,
+        metadata={"help": "Seed of sampler, probes and policy (default: the trainer's data_seed or seed)."},
     )
 
     # Policy
     policy: str = field(
         default="logits",
-        metadata={"help": "MoS policy: free logits (published code) or the paper's 2-layer MLP.", "choices": list(POLICIES)},
+        metadata={
+            "help": "MoS policy: free logits (published code) or the paper's 2-layer MLP.",
+            "choices": list(POLICIES),
+        },
     )
     policy_hidden_size: int = field(default=64, metadata={"help": "Hidden width of the 'mlp' policy."})
     policy_learning_rate: float = field(default=1e-4, metadata={"help": "Adam learning rate of the policy."})
@@ -184,7 +190,9 @@ class MoSConfig:
         if self.strategy == "mospec" and not self.target_skill:
             raise ValueError("strategy='mospec' needs `target_skill`, the name of the skill to optimise for.")
         if self.target_skill is not None and self.strategy not in ("mos", "mospec"):
-            raise ValueError(f"`target_skill` is only used by MoSpec; it cannot be set with strategy={self.strategy!r}.")
+            raise ValueError(
+                f"`target_skill` is only used by MoSpec; it cannot be set with strategy={self.strategy!r}."
+            )
         if self.target_skill is not None and self.strategy == "mos":
             self.strategy = "mospec"  # MoS with a target skill is MoSpec
         if self.temperature is None:

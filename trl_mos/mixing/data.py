@@ -126,7 +126,7 @@ class SkillIndex:
         if len(names) < 2:
             raise ValueError(f"Mixture-of-Skills needs at least two skills; the train dataset has {names}.")
         index = cls(names=names, skill_ids=skill_ids)
-        empty = [name for name, size in zip(names, index.sizes) if size == 0]
+        empty = [name for name, size in zip(names, index.sizes, strict=True) if size == 0]
         if empty:
             raise ValueError(
                 f"Skill(s) {empty} have no rows in the train dataset (after the trainer's preprocessing, which may "

@@ -119,7 +119,9 @@ class ProbeRunner:
             extra["logits_to_keep"] = 1  # the LM head over every position is only needed for the NLL
         unwrapped = accelerator.unwrap_model(model)
         adapters_off = (
-            unwrapped.disable_adapter() if base_model and hasattr(unwrapped, "disable_adapter") else contextlib.nullcontext()
+            unwrapped.disable_adapter()
+            if base_model and hasattr(unwrapped, "disable_adapter")
+            else contextlib.nullcontext()
         )
         results: torch.Tensor | None = None
         was_training = model.training
@@ -154,7 +156,9 @@ class ProbeRunner:
 def _per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count."""
     rows = []
-    for example_logits, example_labels in zip(logits, labels):  # one example at a time bounds the float32 copy
+    for example_logits, example_labels in zip(
+        logits, labels, strict=True
+    ):  # one example at a time bounds the float32 copy
         shifted = example_labels[1:]
         mask = shifted != -100
         losses = F.cross_entropy(example_logits[:-1].float(), shifted.clamp_min(0), reduction="none")
@@ -173,7 +177,7 @@ class SkillRewards:
 
     def __init__(self, config, skill_index: SkillIndex, seed: int):
         self.config = config
-        self.weights = dict(zip(config.reward, config.reward_weights))
+        self.weights = dict(zip(config.reward, config.reward_weights, strict=True))
         self.target = skill_index.names.index(config.target_skill) if config.target_skill is not None else None
         self.num_skills = skill_index.num_skills
         sizes = {"cossim": config.cossim_probe_size, "diff": config.diff_probe_size}
@@ -199,7 +203,9 @@ class SkillRewards:
         rows, skills = self._flatten(self._rows("diff"))
         nll = runner.run(rows, hidden=False, nll=True, base_model=True)
         ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
-        self.base_ppl = [[p for p, s in zip(ppl, skills) if s == skill] for skill in range(self.num_skills)]
+        self.base_ppl = [
+            [p for p, s in zip(ppl, skills, strict=True) if s == skill] for skill in range(self.num_skills)
+        ]
 
     def compute(self, runner: ProbeRunner) -> np.ndarray:
         """Returns the reward per skill (after the weighted combination and the EMA, if configured)."""

@@ -82,7 +82,7 @@ class SkillSampler(Sampler[int]):
     @property
     def history(self) -> list[tuple[int, list[float]]]:
         """All changes as `(position, probabilities)`, the initial distribution first."""
-        return [(pos, p.tolist()) for pos, p in zip(self._history_positions, self._history_probabilities)]
+        return [(pos, p.tolist()) for pos, p in zip(self._history_positions, self._history_probabilities, strict=True)]
 
     def set_probabilities(self, probabilities: Sequence[float], position: int | None = None) -> int:
         """Changes the distribution from `position` on (default: the next draw).
@@ -155,7 +155,7 @@ class SkillSampler(Sampler[int]):
         uniforms = self._uniforms(start, end)
         skills = np.empty(end - start, dtype=np.int64)
         bounds = self._history_positions[1:] + [max(end, self._history_positions[-1]) + 1]
-        for i, (first, p) in enumerate(zip(self._history_positions, self._history_probabilities)):
+        for i, (first, p) in enumerate(zip(self._history_positions, self._history_probabilities, strict=True)):
             lo, hi = max(first, start), min(bounds[i], end)
             if lo >= hi:
                 continue

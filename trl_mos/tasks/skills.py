@@ -151,7 +151,9 @@ def make_skill_datasets(
             while made < size:
                 attempts += 1
                 if attempts > 100 * size + 1000:
-                    raise ValueError(f"Skill {name!r} cannot produce {size} {split} prompts distinct from the test set.")
+                    raise ValueError(
+                        f"Skill {name!r} cannot produce {size} {split} prompts distinct from the test set."
+                    )
                 prompt, answer = generator(rng)
                 if prompt in test_prompts:  # test prompts are distinct and never occur in train
                     continue
@@ -200,7 +202,11 @@ def evaluate_skill_accuracy(
 
     names = dataset.features["skill"].names
     outputs = generate_completions(
-        model, tokenizer, dataset["prompt"], max_new_tokens=max_new_tokens, batch_size=batch_size,
+        model,
+        tokenizer,
+        dataset["prompt"],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
         show_progress=show_progress,
     )
     correct = {name: 0 for name in names}
