@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from rest_em_distributed_script import run, single_thread
 
 from trl_mos.rest_em.filtering import read_jsonl
+
 
 SCRIPT = Path(__file__).with_name("rest_em_distributed_script.py")
 NUM_PROMPTS, SHARDS = 10, [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
@@ -30,16 +31,8 @@ def _torchrun(output_dir, processes=2):
 def runs(tmp_path_factory):
     two = tmp_path_factory.mktemp("two_processes")
     one = tmp_path_factory.mktemp("one_process")
-    sys.path.insert(0, str(SCRIPT.parent))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        from rest_em_distributed_script import run
-
+    with single_thread():
         single = [run(str(one))]
-    finally:
-        torch.set_num_threads(threads)
-        sys.path.remove(str(SCRIPT.parent))
     return {1: (single, one), 2: (_torchrun(two), two)}
 
 

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from rest_em_distributed_script import single_thread
 
 from trl_mos.generation import generate_from_token_ids, generate_token_ids, tokenize_prompts
 from trl_mos.rest_em import ReSTEMTrainer
@@ -25,11 +26,8 @@ from trl_mos.testing import build_tiny_model
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # the tiny model is faster on one thread, and much faster when the cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_thread():
+        yield
 
 
 def always(prompts, completions, **kwargs):

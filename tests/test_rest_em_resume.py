@@ -5,6 +5,7 @@ where the uninterrupted run ends."""
 
 import pytest
 import torch
+from rest_em_distributed_script import first_token_even, single_thread
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -25,14 +26,8 @@ class Crash(Exception):
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def first_token_even(prompts, completions, completion_ids, **kwargs):
-    return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
+    with single_thread():
+        yield
 
 
 class Recorder(TrainerCallback):

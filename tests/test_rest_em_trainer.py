@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
+from rest_em_distributed_script import first_token_even, single_thread
 from transformers import TrainerCallback
 from trl.rewards import accuracy_reward
 
@@ -18,6 +19,7 @@ from trl_mos.rest_em.generation import GenerationBackend
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.testing import build_tiny_model
 from trl_mos.verifiers import math_verifier
+
 
 PROBLEMS = make_arithmetic_problems(seed=0, num_train=8, num_validation=4, num_test=4)
 LOGGED = [
@@ -37,16 +39,8 @@ LOGGED = [
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    # the tiny model is faster on one thread, and much faster when the cores are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def first_token_even(prompts, completions, completion_ids, **kwargs):
-    """Accepts roughly half of an untrained model's samples."""
-    return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
+    with single_thread():
+        yield
 
 
 def reject_all(prompts, completions, **kwargs):

@@ -6,4 +6,5 @@ from .filtering import select_solutions
 from .plotting import plot_restem_metrics
 from .trainer import ReSTEMTrainer
 
+
 __all__ = ["ReSTEMConfig", "ReSTEMTrainer", "plot_restem_metrics", "select_solutions"]

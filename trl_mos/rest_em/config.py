@@ -8,6 +8,7 @@ from typing import Any
 
 from trl import SFTConfig
 
+
 VERIFIER_MODES = ("all", "any")
 VLLM_MODES = ("colocate", "server")
 

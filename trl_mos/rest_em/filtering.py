@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Seeds
 

@@ -33,6 +33,7 @@ from transformers.utils import logging
 from ..generation import generate_from_token_ids
 from .filtering import atomic_write_json, derive_seed, read_json
 
+
 if TYPE_CHECKING:
     from .trainer import ReSTEMTrainer
 
@@ -98,6 +99,20 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def _unwrapped(trainer: ReSTEMTrainer):
+    """TRL's `unwrap_model_for_generation` on the trainer's model: unwrapped from DDP/FSDP, ZeRO-3 parameters gathered,
+    activation checkpointing off for the duration (and back on with the trainer's settings)."""
+    from trl.models.utils import unwrap_model_for_generation
+
+    args = trainer.args
+    checkpointing_kwargs = getattr(args, "activation_checkpointing_kwargs", None)
+    if checkpointing_kwargs is None:
+        checkpointing_kwargs = getattr(args, "gradient_checkpointing_kwargs", None)
+    return unwrap_model_for_generation(
+        trainer.model_wrapped, trainer.accelerator, gradient_checkpointing_kwargs=checkpointing_kwargs
+    )
+
+
 class GenerationBackend:
     """Generates completions for tokenized prompts with the trainer's current policy.
 
@@ -132,13 +147,11 @@ class TransformersBackend(GenerationBackend):
     """Batched `model.generate` with KV cache (the default backend)."""
 
     def generate(self, prompt_ids, settings, seed):
-        from trl.models.utils import unwrap_model_for_generation
-
         trainer = self.trainer
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
         prompts_per_call = max(1, trainer.args.generation_batch_size // settings.num_samples)
         with (
-            unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model,
+            _unwrapped(trainer) as model,
             seeded(seed, trainer.accelerator.device),
         ):
             return generate_from_token_ids(model, self.tokenizer, prompt_ids, config, batch_size=prompts_per_call)
@@ -156,14 +169,12 @@ class ContinuousBatchingBackend(GenerationBackend):
         self.config_class = ContinuousBatchingConfig
 
     def generate(self, prompt_ids, settings, seed):
-        from trl.models.utils import unwrap_model_for_generation
-
         trainer = self.trainer
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
         batching_config = self.config_class(**{"seed": seed, **self.config_kwargs})
         eos_ids = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
         with (
-            unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model,
+            _unwrapped(trainer) as model,
             seeded(seed, trainer.accelerator.device),
         ):
             was_training = model.training
@@ -317,10 +328,10 @@ def run_sharded_generation(
         logger.info(f"{description}: {len(done)} of {num_shards} shards already saved, generating {len(pending)}.")
 
     produced = []
-    progress = tqdm(
-        total=len(prompt_ids) - sum(min(shard_size, len(prompt_ids) - s * shard_size) for s in done),
+    progress = tqdm(  # the main process's shards: all processes get about as many
+        total=len(mine),
         desc=description,
-        unit="prompt",
+        unit="shard",
         disable=not (show_progress and accelerator.is_main_process),
         leave=False,
     )
@@ -346,7 +357,7 @@ def run_sharded_generation(
         if shard_dir is not None:
             atomic_write_json(shard_path(shard_dir, shard), payload)
         produced.append(payload)
-        progress.update(size * world if world > 1 else size)
+        progress.update(1)
     progress.close()
 
     gathered = gather_object(produced) if world > 1 else produced

@@ -34,6 +34,7 @@ from .filtering import (
 from .generation import GenerationBackend, SamplingSettings, build_backend, run_sharded_generation
 from .plotting import plot_restem_metrics
 
+
 logger = logging.get_logger(__name__)
 
 STATE_NAME = "restem_state.json"
@@ -326,6 +327,32 @@ class ReSTEMTrainer(SFTTrainer):
                     per_prompt
                 )
         return metrics
+
+    def load_iteration(self, iteration: int) -> None:
+        """Loads the weights an iteration ended with into `trainer.model`: `0` is the base model, `i` the model saved
+        in `output_dir/iteration-{i}/model` (for an iteration that kept nothing, the weights it started from).
+
+        Args:
+            iteration (`int`): a finished iteration of the current run (or of the run in `output_dir`).
+
+        Example:
+
+        ```python
+        >>> trainer.train()
+        >>> for i in range(len(trainer.history)):
+        ...     trainer.load_iteration(i)
+        ...     print(i, trainer.evaluate_accuracy(test_problems)["pass@1"])
+        ```
+        """
+        if self._restem_state is None:
+            path = os.path.join(self.args.output_dir, STATE_NAME)
+            self._restem_state = self._broadcast(read_json(path) if self._is_main else None)
+            if self._restem_state is None:
+                raise ValueError(f"No ReST^EM run in {self.args.output_dir}: train first.")
+        record = self._restem_state["iterations"].get(str(iteration), {})
+        if iteration != 0 and record.get("stage") not in (TRAINED, EVALUATED):
+            raise ValueError(f"Iteration {iteration} has not finished training; nothing to load.")
+        self._ensure_weights(self._weights_of(iteration))
 
     def _majority_correct(self, records: list[dict[str, Any]], k: int) -> float:
         """maj@k of one problem: whether the most frequent answer among its first k samples (answers grouped with
@@ -679,6 +706,13 @@ class ReSTEMTrainer(SFTTrainer):
         else:
             yield {n: (p.full_tensor() if _is_dtensor(p) and not modify else p) for n, p in parameters.items()}
 
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        # an iteration's saved model leaves out weights tied to others (e.g. `lm_head.weight`); they are not missing
+        model = self.accelerator.unwrap_model(self.model)
+        tied = set(getattr(model, "all_tied_weights_keys", None) or {})
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        super()._issue_warnings_after_load(type(load_result)(missing, load_result.unexpected_keys))
+
     def _ensure_weights(self, iteration: int) -> None:
         """Puts the weights of `iteration` (0: the base model) into `self.model`, if it does not hold them already."""
         if self._current_weights == iteration:
@@ -733,6 +767,8 @@ class ReSTEMTrainer(SFTTrainer):
         return fingerprint
 
     def _resolve_resume(self, resume_from_checkpoint: str | bool | None) -> bool:
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.lower() in ("true", "false", "none", ""):
+            return resume_from_checkpoint.lower() == "true"  # e.g. `--resume_from_checkpoint true` on a command line
         if isinstance(resume_from_checkpoint, str):
             output_dir = os.path.abspath(self.args.output_dir)
             path = os.path.abspath(resume_from_checkpoint)
