@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 import torch
 from rest_em_distributed_script import first_token_even, single_thread
+from safetensors.torch import load_file
 from transformers import TrainerCallback
 from trl.rewards import accuracy_reward
 
@@ -270,6 +271,15 @@ def test_peft_trains_a_fresh_adapter_on_the_untouched_base(tmp_path, tiny_tokeni
     assert all(torch.equal(p, frozen[n]) for n, p in trainer.model.named_parameters() if not p.requires_grad)
     assert any(not torch.equal(p, adapter[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
     assert "adapter_model.safetensors" in os.listdir(tmp_path / "iteration-2" / "model")
+    # any iteration can be loaded back: the base (the initial adapter) or a saved adapter
+    trainer.load_iteration(0)
+    assert all(torch.equal(p, adapter[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
+    trainer.load_iteration(1)
+    saved = load_file(tmp_path / "iteration-1" / "model" / "adapter_model.safetensors")
+    trained = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert len(saved) == len(trained) and all(
+        torch.equal(trained[n.replace(".weight", ".default.weight")], v) for n, v in saved.items()
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -405,10 +415,22 @@ def test_selects_the_best_iteration_and_stops_when_it_stops_improving(tmp_path, 
     assert trainer.best_iteration == 1 and output.metrics["eval/pass@1"] == 0.75
     assert read_json(tmp_path / "best_iteration.json")["iteration"] == 1
     assert read_json(tmp_path / "restem_state.json")["stopped_at"] == 2
-    from safetensors.torch import load_file
-
     iterate_1 = load_file(tmp_path / "iteration-1" / "model" / "model.safetensors")
     best = load_file(tmp_path / "best" / "model.safetensors")
     assert all(torch.equal(best[name], iterate_1[name]) for name in iterate_1)
     model = trainer.model.state_dict()
     assert all(torch.equal(model[name], iterate_1[name]) for name in iterate_1)  # trainer.model is the best
+
+
+def test_plain_sft_or_training_arguments_become_a_restem_config(tmp_path, tiny_tokenizer):
+    from trl_mos.testing import tiny_sft_config
+
+    trainer = ReSTEMTrainer(
+        model=build_tiny_model(tiny_tokenizer, seed=0),
+        args=tiny_sft_config(tmp_path, learning_rate=5e-4),
+        train_dataset=PROBLEMS["train"],
+        processing_class=tiny_tokenizer,
+        verifiers=[math_verifier],
+    )
+    assert isinstance(trainer.args, ReSTEMConfig)
+    assert trainer.args.learning_rate == 5e-4 and trainer.args.num_samples_per_prompt == 32

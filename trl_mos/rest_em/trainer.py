@@ -158,7 +158,9 @@ class ReSTEMTrainer(SFTTrainer):
             args = ReSTEMConfig(f"{model_name.split('/')[-1]}-ReSTEM")
         elif not isinstance(args, ReSTEMConfig):
             dict_args = args.to_dict()
-            dict_args["hub_token"] = args.hub_token  # to_dict hides the hub_token
+            for key in dict_args:
+                if key.endswith("_token"):  # to_dict hides these (hub_token, and SFTConfig's eos_token, pad_token)
+                    dict_args[key] = getattr(args, key)
             args = ReSTEMConfig(**dict_args)
 
         # Bad input fails here, before any model is loaded or anything generated
@@ -182,6 +184,8 @@ class ReSTEMTrainer(SFTTrainer):
             peft_config=peft_config,
             quantization_config=quantization_config,
         )
+        if args.early_stopping_patience is not None and eval_dataset is None:
+            logger.warning("`early_stopping_patience` needs an `eval_dataset` to measure improvement; it is ignored.")
         if args.completion_only_loss is False:
             logger.warning(
                 "`completion_only_loss=False`: the M-step trains on the prompt tokens too, unlike ReST^EM, whose loss "
