@@ -575,23 +575,20 @@ class ReSTEMTrainer(SFTTrainer):
         rows = dataset[indices]
         eos_ids = self.generation_backend.eos_token_id()
         eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
-        prompts, completions, flat_ids, columns = (
-            [],
-            [],
-            [],
-            {k: [] for k in rows if k not in ("prompt", "completion")},
-        )
-        texts = []
-        for position, samples in enumerate(completion_ids):
-            prompt = rows["prompt"][position]
-            for ids in samples:
-                text = self._tokenizer.decode(ids, skip_special_tokens=True)
-                texts.append(text)
-                prompts.append(prompt)
-                completions.append(text if isinstance(prompt, str) else [{"role": "assistant", "content": text}])
-                flat_ids.append(list(ids))
-                for key in columns:
-                    columns[key].append(rows[key][position])
+        flat_ids = [list(ids) for samples in completion_ids for ids in samples]
+        texts = self._tokenizer.batch_decode(flat_ids, skip_special_tokens=True)
+        # every sample gets its problem's prompt and columns, as GRPOTrainer passes them to reward functions
+        owner = [position for position, samples in enumerate(completion_ids) for _ in samples]
+        prompts = [rows["prompt"][position] for position in owner]
+        completions = [
+            text if isinstance(prompt, str) else [{"role": "assistant", "content": text}]
+            for text, prompt in zip(texts, prompts, strict=True)
+        ]
+        columns = {
+            key: [values[position] for position in owner]
+            for key, values in rows.items()
+            if key not in ("prompt", "completion")
+        }
         verdicts = self.verifier_suite(prompts=prompts, completions=completions, completion_ids=flat_ids, **columns)
         samples, j = [], 0
         for position, per_prompt in enumerate(completion_ids):
