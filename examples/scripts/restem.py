@@ -82,8 +82,10 @@ class ReSTEMScriptArguments:
         max_eval_problems (`int` or `None`, *optional*, defaults to `None`):
             Use at most this many validation problems (the first ones).
         tiny (`bool`, *optional*, defaults to `False`):
-            Ignore the model and dataset arguments and run on the offline tiny kit: a tiny model warm-started on a few
-            reference solutions of the bundled arithmetic problems.
+            Ignore the model and dataset arguments and run on the offline tiny kit: a tiny model warm-started on 128
+            reference solutions of the bundled arithmetic problems, then ReST^EM on 256 others.
+        tiny_warm_start_steps (`int`, *optional*, defaults to `200`):
+            Optimizer steps of the `--tiny` warm start.
     """
 
     dataset_name: str | None = field(default=None, metadata={"help": "Training problems (Hub name or local path)."})
@@ -97,6 +99,7 @@ class ReSTEMScriptArguments:
     max_train_problems: int | None = field(default=None, metadata={"help": "Use at most N training problems."})
     max_eval_problems: int | None = field(default=None, metadata={"help": "Use at most N validation problems."})
     tiny: bool = field(default=False, metadata={"help": "Run on the offline tiny kit (CPU, no Hub)."})
+    tiny_warm_start_steps: int = field(default=200, metadata={"help": "Optimizer steps of the --tiny warm start."})
 
 
 def load_problems(source: str, split: str, config: str | None = None) -> Dataset:
@@ -132,7 +135,7 @@ def main(script_args: ReSTEMScriptArguments, training_args: ReSTEMConfig, model_
         model, tokenizer = warm_start_tiny_model(
             problems["train"].select(range(128)),
             os.path.join(training_args.output_dir, "warm-start"),
-            max_steps=200,
+            max_steps=script_args.tiny_warm_start_steps,
             seed=training_args.seed,
         )
         train_dataset = problems["train"].select(range(128, 128 + 256)).select_columns(["prompt", "solution"])
