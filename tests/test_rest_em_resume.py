@@ -51,10 +51,17 @@ class Recorder(TrainerCallback):
             raise Crash(f"killed after saving checkpoint-{state.global_step}")
 
 
-def _run(output_dir, tokenizer, resume=False, crash_e_step_call=None, crash_at_save=None, crash_before_eval=None):
+def _run(
+    output_dir,
+    tokenizer,
+    resume=False,
+    crash_e_step_call=None,
+    crash_at_save=None,
+    crash_before_eval=None,
+    **overrides,
+):
     """Runs (or resumes) ReST^EM; returns the trainer, its M-step recorder and its E-step seeds, or the crash."""
-    args = tiny_restem_config(
-        output_dir,
+    settings = dict(
         max_steps=2,
         max_completion_length=8,
         eval_num_samples=2,
@@ -63,6 +70,7 @@ def _run(output_dir, tokenizer, resume=False, crash_e_step_call=None, crash_at_s
         save_strategy="steps",
         save_steps=1,
     )
+    args = tiny_restem_config(output_dir, **{**settings, **overrides})
     trainer = ReSTEMTrainer(
         model=build_tiny_model(tokenizer, seed=0),
         args=args,
@@ -165,8 +173,15 @@ def test_resume_between_training_and_validation(tmp_path, tiny_tokenizer, refere
 
 
 def test_resuming_a_finished_run_does_nothing_but_load_the_best(tmp_path, tiny_tokenizer, reference):
-    trainer, reference_dir = reference
-    _, _, _ = _run(tmp_path, tiny_tokenizer)
+    _run(tmp_path, tiny_tokenizer)
     resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
     assert seeds == [] and recorder.starts == []
     _assert_same_end(resumed, reference, tmp_path)
+
+
+def test_a_finished_run_continues_with_more_iterations(tmp_path, tiny_tokenizer, reference):
+    _run(tmp_path, tiny_tokenizer)
+    resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True, num_iterations=3)
+    assert seeds == [_shard_seed(3, 0), _shard_seed(3, 1)] and recorder.starts == [(3, 0)]
+    assert [row["iteration"] for row in resumed.history] == [0, 1, 2, 3]
+    assert _without_timing(resumed.history[:3]) == _without_timing(reference[0].history)
