@@ -5,7 +5,8 @@ Usage: rest_em_distributed_script.py OUTPUT_DIR
 (or `run(output_dir)` in-process, as a single process). Every rank writes OUTPUT_DIR/rank{r}.json with the prompts it sampled, the kept set and the M-step data it trained on,
 its validation history and a fingerprint of its final weights.
 
-The module also holds the helpers the ReST^EM test modules share (`first_token_even`, `single_thread`).
+The module also holds the helpers the ReST^EM test modules share (`first_token_even`, `single_thread`,
+`small_config`).
 """
 
 import contextlib
@@ -27,6 +28,21 @@ def first_token_even(prompts, completions, completion_ids, **kwargs):
     return [float(bool(ids) and ids[0] % 2 == 0) for ids in completion_ids]
 
 
+def small_config(output_dir, **overrides):
+    """The tests' ReST^EM settings: 2 iterations, 4 samples of up to 8 tokens per problem, 2 M-step steps with a
+    checkpoint after each, validation with 2 samples."""
+    settings = dict(
+        max_steps=2,
+        max_completion_length=8,
+        eval_num_samples=2,
+        eval_k=[2],
+        generation_shard_size=4,
+        save_strategy="steps",
+        save_steps=1,
+    )
+    return tiny_restem_config(output_dir, **{**settings, **overrides})
+
+
 @contextlib.contextmanager
 def single_thread():
     """Runs the block on one torch thread: the tiny model is faster so, and much faster when the cores are shared."""
@@ -42,14 +58,11 @@ def run(output_dir: str) -> dict:
     """Runs the tiny ReST^EM job in `output_dir/run` and returns what this process saw."""
     tokenizer = build_tiny_tokenizer(seed=0)
     problems = make_arithmetic_problems(seed=0, num_train=10, num_validation=4, num_test=4)
-    args = tiny_restem_config(
+    args = small_config(
         os.path.join(output_dir, "run"),
-        max_steps=2,
         per_device_train_batch_size=4,
-        max_completion_length=8,
         generation_shard_size=3,  # 4 shards: 3 + 3 + 3 + 1 prompts
-        eval_num_samples=2,
-        eval_k=[2],
+        save_strategy="no",
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
     trainer = ReSTEMTrainer(

@@ -5,12 +5,11 @@ where the uninterrupted run ends."""
 
 import pytest
 import torch
-from rest_em_distributed_script import first_token_even, single_thread
+from rest_em_distributed_script import first_token_even, single_thread, small_config
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from trl_mos.rest_em import ReSTEMTrainer
-from trl_mos.rest_em.demo import tiny_restem_config
 from trl_mos.rest_em.filtering import derive_seed, read_jsonl
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.testing import build_tiny_model
@@ -61,16 +60,7 @@ def _run(
     **overrides,
 ):
     """Runs (or resumes) ReST^EM; returns the trainer, its M-step recorder and its E-step seeds, or the crash."""
-    settings = dict(
-        max_steps=2,
-        max_completion_length=8,
-        eval_num_samples=2,
-        eval_k=[2],
-        generation_shard_size=4,
-        save_strategy="steps",
-        save_steps=1,
-    )
-    args = tiny_restem_config(output_dir, **{**settings, **overrides})
+    args = small_config(output_dir, **overrides)
     trainer = ReSTEMTrainer(
         model=build_tiny_model(tokenizer, seed=0),
         args=args,

@@ -8,13 +8,12 @@ from collections import Counter
 
 import pytest
 import torch
-from rest_em_distributed_script import first_token_even, single_thread
+from rest_em_distributed_script import first_token_even, single_thread, small_config
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 from trl.rewards import accuracy_reward
 
 from trl_mos import ReSTEMConfig, ReSTEMTrainer
-from trl_mos.rest_em.demo import tiny_restem_config
 from trl_mos.rest_em.filtering import read_json, read_jsonl
 from trl_mos.rest_em.generation import GenerationBackend
 from trl_mos.tasks import make_arithmetic_problems
@@ -48,17 +47,7 @@ def reject_all(prompts, completions, **kwargs):
     return [0.0] * len(completions)
 
 
-def _config(output_dir, **overrides):
-    defaults = dict(
-        max_steps=2,
-        max_completion_length=8,
-        eval_num_samples=2,
-        eval_k=[2],
-        generation_shard_size=4,
-        save_strategy="steps",
-        save_steps=1,
-    )
-    return tiny_restem_config(output_dir, **{**defaults, **overrides})
+_config = small_config
 
 
 def _trainer(output_dir, tokenizer, verifiers=(first_token_even,), eval_dataset=PROBLEMS["validation"], **kwargs):
