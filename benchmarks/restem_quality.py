@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import time
 
@@ -68,6 +69,7 @@ def run_seed(seed: int, output_dir: str, variants: list[str], num_train_problems
     for name in variants:
         start = time.perf_counter()
         run_dir = os.path.join(output_dir, f"seed-{seed}", name.split(" (")[0].replace(" ", "-").replace("^", ""))
+        shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch space: a rerun starts afresh
         trainer = ReSTEMTrainer(
             model=AutoModelForCausalLM.from_pretrained(warm_dir),
             args=arithmetic_restem_config(run_dir, seed=seed, **VARIANTS[name]),

@@ -73,3 +73,27 @@ def test_short_mos_demo_run_compares_mixtures(tmp_path, capsys):
         assert any(line.startswith(method) for line in out.splitlines()), method
     assert (tmp_path / "mos-mos" / "mos_probabilities.png").exists()
     assert (tmp_path / "mos-mos" / "mos_history.jsonl").exists()
+
+
+def test_short_restem_demo_run_prints_a_per_iteration_table(tmp_path, capsys, monkeypatch):
+    import functools
+
+    from trl_mos.rest_em import demo
+
+    small = functools.partial(
+        demo.run_restem_demo,
+        num_iterations=1,
+        num_warm_start_problems=32,
+        warm_start_steps=5,
+        num_train_problems=16,
+        num_validation_problems=8,
+    )
+    monkeypatch.setattr(demo, "run_restem_demo", small)
+    assert main(["demo", "--part", "restem", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(line for line in out if line.startswith("model"))
+    assert header.split()[:4] == ["model", "test", "pass@1", "test"]
+    assert any(line.startswith("warm start") for line in out)
+    assert any(line.startswith("iteration 1") for line in out)
+    assert (tmp_path / "restem" / "restem_metrics.png").exists()
+    assert (tmp_path / "restem" / "iteration-1").is_dir()

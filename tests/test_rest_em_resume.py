@@ -175,3 +175,13 @@ def test_a_finished_run_continues_with_more_iterations(tmp_path, tiny_tokenizer,
     assert seeds == [_shard_seed(3, 0), _shard_seed(3, 1)] and recorder.starts == [(3, 0)]
     assert [row["iteration"] for row in resumed.history] == [0, 1, 2, 3]
     assert _without_timing(resumed.history[:3]) == _without_timing(reference[0].history)
+
+
+def test_a_new_run_refuses_an_output_dir_holding_a_run(tmp_path, tiny_tokenizer):
+    assert _run(tmp_path, tiny_tokenizer, crash_e_step_call=2) is None  # killed with one E-step shard saved
+    before = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    assert any("shards" in str(path) for path, _ in before)
+    with pytest.raises(ValueError, match=r"holds a previous ReST\^EM run .*resume_from_checkpoint=True"):
+        _run(tmp_path, tiny_tokenizer)
+    after = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    assert after == before  # nothing was removed, rewritten or generated

@@ -38,7 +38,7 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
-DEMO_PARTS = ["sft", "mos"]
+DEMO_PARTS = ["sft", "mos", "restem"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +96,14 @@ def _run_demo(args: argparse.Namespace) -> int:
         rows.update(mixtures)
         print(format_table(rows, title=title))
         print(f"MoS sampling probabilities over training: {plot_path}")
+    if "restem" in parts:
+        from .rest_em.demo import format_restem_table, run_restem_demo
+
+        print("[restem] short SFT warm start, then ReST^EM iterations on the bundled arithmetic problems")
+        result = run_restem_demo(config)
+        print("ReST^EM: held-out (test) and validation results per iteration (%)")
+        print(format_restem_table(result))
+        print(f"ReST^EM part took {result['seconds'] / 60:.1f} min")
     return 0
 
 

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+
 Prompt = str | list[dict[str, Any]]  # plain text, or a conversation (list of messages) in TRL's conversational format
 
 
@@ -136,9 +137,7 @@ def generate_from_token_ids(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(
-            range(0, len(order), batch_size), desc=description, disable=not show_progress, leave=False
-        ):
+        for start in tqdm(range(0, len(order), batch_size), desc=description, disable=not show_progress, leave=False):
             batch = [prompt_ids[i] for i in order[start : start + batch_size]]
             width = max(len(ids) for ids in batch)
             input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)

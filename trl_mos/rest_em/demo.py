@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -248,9 +249,14 @@ def run_restem_demo(
         show_progress=config.show_progress,
     )
 
-    # ReST^EM on other problems: prompts and final answers only
+    # ReST^EM on other problems: prompts and final answers only. The demo's directory is its own scratch space: a
+    # previous demo run there is replaced (ReSTEMTrainer itself refuses to start over a run).
+    run_dir = os.path.join(config.output_dir, "restem")
+    if os.path.isdir(run_dir):
+        logger.info(f"Replacing the previous ReST^EM demo run in {run_dir}.")
+        shutil.rmtree(run_dir)
     args = arithmetic_restem_config(
-        os.path.join(config.output_dir, "restem"),
+        run_dir,
         seed=config.seed,
         batch_size=config.batch_size,
         show_progress=config.show_progress,

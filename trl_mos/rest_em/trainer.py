@@ -382,8 +382,8 @@ class ReSTEMTrainer(SFTTrainer):
         Args:
             resume_from_checkpoint (`bool` or `str`, *optional*):
                 `True` (or the run's `output_dir`, or a checkpoint inside it) continues the run saved in
-                `args.output_dir`. Otherwise a new run starts, and the files of a previous run in `output_dir`
-                (`iteration-*`, `best`, the state file) are removed.
+                `args.output_dir`. Otherwise a new run starts; an `output_dir` that already holds a ReST^EM run
+                (`iteration-*`, `best`, the state file) is refused with an error rather than overwritten.
             trial: not supported (hyper-parameter search).
             ignore_keys_for_eval (`list[str]`, *optional*): passed to the M-step training runs.
 
@@ -807,22 +807,18 @@ class ReSTEMTrainer(SFTTrainer):
             self.history = self._history(state)
             logger.info(f"ReST^EM: resuming the run in {self.args.output_dir}.")
             return state
-        if self._is_main:
-            stale = [STATE_NAME, BEST_NAME, PLOT_NAME, "best", "best.tmp"]
-            stale += (
-                [name for name in os.listdir(self.args.output_dir) if name.startswith("iteration-")]
-                if os.path.isdir(self.args.output_dir)
-                else []
+        existing = None
+        if self._is_main and os.path.isdir(self.args.output_dir):
+            names = [STATE_NAME, BEST_NAME, "best"]
+            names += [name for name in os.listdir(self.args.output_dir) if name.startswith("iteration-")]
+            existing = sorted(name for name in names if os.path.exists(os.path.join(self.args.output_dir, name)))
+        existing = self._broadcast(existing)
+        if existing:
+            raise ValueError(
+                f"{self.args.output_dir} holds a previous ReST^EM run ({', '.join(existing)}). Pass "
+                "`resume_from_checkpoint=True` to continue it, or choose another `output_dir` (or delete those files) "
+                "to start a new run; ReSTEMTrainer never overwrites a run's samples and models."
             )
-            removed = [name for name in stale if os.path.exists(os.path.join(self.args.output_dir, name))]
-            if removed:
-                logger.warning(
-                    f"Starting a new ReST^EM run in {self.args.output_dir}: removing {removed} from a previous run "
-                    "(pass `resume_from_checkpoint=True` to continue it instead)."
-                )
-            for name in removed:
-                target = os.path.join(self.args.output_dir, name)
-                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         self.accelerator.wait_for_everyone()
         state = {
             "version": STATE_VERSION,
