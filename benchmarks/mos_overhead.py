@@ -3,7 +3,10 @@
 
 Runs the same `SFTTrainer` job (tiny model, bundled four-skill set) without the callback and with it, alternating,
 `--repeats` times each, and reports the fastest and the median wall-clock time of `trainer.train()` and their ratios
-to the baseline.
+to the baseline. Since a mixture changes which examples are trained on, and so the padded length of the batches, two
+figures separate the callback's own cost from that of the data: the time spent inside the callback's event handlers
+(probe evaluations, policy updates, bookkeeping; timed directly) as a share of the rest of the run, and the padded
+tokens trained on. "proportional (our sampler)" draws the stock sampler's distribution through `SkillSampler`.
 The MoS configuration is the paper's cadence: 4 skills, an update every S=100 steps, probe sets of 64 (CosSim) and 16
 (Diff) examples per skill, EMA on; the policy runs the published code's 200 Adam steps per update.
 
@@ -23,6 +26,7 @@ import time
 
 CONFIGS = {
     "baseline (stock sampler)": None,
+    "proportional (our sampler)": dict(strategy="proportional"),
     "uniform (static, our sampler)": dict(strategy="uniform"),
     "MoS CosSim+Diff+EMA (S=100, 64/16)": dict(
         strategy="mos",
@@ -35,7 +39,25 @@ CONFIGS = {
 }
 
 
-def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int) -> float:
+def _time_handlers(callback, timer: list[float]) -> None:
+    """Wraps every `on_*` event handler of `callback` (an instance) so that `timer[0]` accumulates their run time."""
+    for event in [name for name in dir(callback) if name.startswith("on_")]:
+        handler = getattr(callback, event)
+
+        def timed(*args, _handler=handler, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _handler(*args, **kwargs)
+            finally:
+                timer[0] += time.perf_counter() - start
+
+        setattr(callback, event, timed)
+
+
+def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int) -> dict[str, float]:
+    """One training run: `{"seconds": wall clock of train(), "handler_seconds": time in the callback's handlers,
+    "padded_tokens": input positions trained on, padding included}`."""
+    import datasets
     import transformers
     from transformers import PrinterCallback
     from trl import SFTTrainer
@@ -45,6 +67,7 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
     from trl_mos.testing import build_tiny_model, build_tiny_tokenizer, tiny_sft_config
 
     transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
     tokenizer = build_tiny_tokenizer(seed=seed)
     model = build_tiny_model(tokenizer, seed=seed)
     train = make_skill_datasets(seed=seed)["train"]
@@ -57,11 +80,22 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
+    handler_time, padded_tokens = [0.0], [0]
     if CONFIGS[name] is not None:
-        trainer.add_callback(MixtureOfSkillsCallback(trainer, MoSConfig(**CONFIGS[name], plot=False)))
+        callback = MixtureOfSkillsCallback(trainer, MoSConfig(**CONFIGS[name], plot=False))
+        _time_handlers(callback, handler_time)
+        trainer.add_callback(callback)
+    training_step = trainer.training_step
+
+    def counting_step(model, inputs, *args, **kwargs):
+        padded_tokens[0] += inputs["input_ids"].numel()
+        return training_step(model, inputs, *args, **kwargs)
+
+    trainer.training_step = counting_step
     start = time.perf_counter()
     trainer.train()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "handler_seconds": handler_time[0], "padded_tokens": padded_tokens[0]}
 
 
 def main() -> None:
@@ -74,29 +108,46 @@ def main() -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     work_dir = os.path.join(os.path.dirname(os.path.abspath(args.output)), "mos_overhead_runs")
     timed_run("baseline (stock sampler)", 20, args.batch_size, work_dir, seed=0)  # warm-up (imports, caches)
-    times: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
     for repeat in range(args.repeats):
         for name in CONFIGS:  # interleaved, so that drifts of the machine's speed hit every configuration alike
-            seconds = timed_run(name, args.steps, args.batch_size, work_dir, seed=repeat)
-            times[name].append(seconds)
-            print(f"repeat {repeat}  {name:<38} {seconds:7.2f}s", flush=True)
+            run = timed_run(name, args.steps, args.batch_size, work_dir, seed=repeat)
+            runs[name].append(run)
+            print(
+                f"repeat {repeat}  {name:<38} {run['seconds']:7.2f}s  handlers {run['handler_seconds']:6.2f}s  "
+                f"{run['padded_tokens'] / 1e6:.2f}M padded tokens",
+                flush=True,
+            )
     # Interference from other work only ever adds time, so the fastest of the interleaved runs is the most faithful
     # figure for each configuration; the medians are printed beside it.
-    base_min = min(times["baseline (stock sampler)"])
-    base_median = statistics.median(times["baseline (stock sampler)"])
+    base = [run["seconds"] for run in runs["baseline (stock sampler)"]]
+    base_min, base_median = min(base), statistics.median(base)
     print(f"\n{args.steps} steps × batch {args.batch_size}, {args.repeats} interleaved runs per configuration")
-    print(f"{'configuration':<38} {'min s':>8} {'ratio':>7} {'median s':>9} {'ratio':>7}")
+    print(
+        f"{'configuration':<38} {'min s':>7} {'ratio':>6} {'median s':>8} {'ratio':>6} "
+        f"{'handlers s':>10} {'handlers/rest':>13} {'padded tok':>10}"
+    )
     rows = {}
-    for name, values in times.items():
-        fastest, median = min(values), statistics.median(values)
+    for name, values in runs.items():
+        seconds = [run["seconds"] for run in values]
+        fastest, median = min(seconds), statistics.median(seconds)
+        handlers = statistics.median(run["handler_seconds"] for run in values)
+        share = statistics.median(run["handler_seconds"] / (run["seconds"] - run["handler_seconds"]) for run in values)
+        tokens = statistics.median(run["padded_tokens"] for run in values)
         rows[name] = {
-            "seconds": values,
+            "runs": values,
             "min": fastest,
             "ratio_min": fastest / base_min,
             "median": median,
             "ratio_median": median / base_median,
+            "handler_seconds_median": handlers,
+            "handler_share_median": share,
+            "padded_tokens_median": tokens,
         }
-        print(f"{name:<38} {fastest:8.2f} {fastest / base_min:7.3f} {median:9.2f} {median / base_median:7.3f}")
+        print(
+            f"{name:<38} {fastest:7.2f} {fastest / base_min:6.3f} {median:8.2f} {median / base_median:6.3f} "
+            f"{handlers:10.2f} {share:13.3f} {tokens / 1e3:9.0f}k"
+        )
     with open(args.output, "w") as f:
         json.dump({"args": vars(args), "results": rows}, f, indent=1)
     print(f"\nresults: {args.output}")

@@ -47,6 +47,7 @@ def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir:
     import torch
 
     torch.set_num_threads(threads)
+    import datasets
     import transformers
     from transformers import PrinterCallback, TrainerCallback
     from trl import SFTTrainer
@@ -57,6 +58,7 @@ def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir:
     from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
 
     transformers.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
     demo = DemoConfig(output_dir=output_dir, seed=seed, max_steps=max_steps, show_progress=False)
     tokenizer = build_tiny_tokenizer(seed=seed)
     model = build_tiny_model(tokenizer, seed=seed, hidden_size=demo.hidden_size)

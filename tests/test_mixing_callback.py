@@ -339,3 +339,12 @@ def test_a_second_train_call_starts_a_new_mixing_run(tmp_path, tiny_tokenizer, s
     assert [r["step"] for r in callback.records] == [0, 5, 10]  # not appended to the first run's records
     assert callback.records[0]["probabilities"] == {name: 0.25 for name in SIZES}
     assert callback.sampler.history[0] == (0, [0.25] * 4)
+
+
+@pytest.mark.parametrize(("probe_batch_size", "expected"), [(None, 6), (3, 3)])
+def test_probe_batch_size_defaults_to_the_training_micro_batch(
+    tmp_path, tiny_tokenizer, skills, probe_batch_size, expected
+):
+    config = MoSConfig(**{**FAST_MOS, "probe_batch_size": probe_batch_size})
+    _, callback = make_trainer(tmp_path, skills, config, tiny_tokenizer, per_device_train_batch_size=6)
+    assert callback.runner.batch_size == expected

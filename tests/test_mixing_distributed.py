@@ -2,12 +2,10 @@
 """Two processes (torchrun, gloo, CPU): one shared stream, disjoint examples, identical policy, exact resume."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from torchrun_launcher import torchrun
 
 
 SCRIPT = Path(__file__).with_name("mixing_distributed_script.py")
@@ -15,20 +13,7 @@ WORLD, BATCH, ACCUMULATION, STEPS = 2, 3, 2, 12
 
 
 def _torchrun(output_dir, mode):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(WORLD),
-        str(SCRIPT),
-        str(output_dir),
-        mode,
-    ]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    torchrun(SCRIPT, output_dir, mode, processes=WORLD)
     return [json.load(open(output_dir / f"rank{r}-{mode}.json")) for r in range(WORLD)]
 
 

@@ -3,13 +3,11 @@
 processes keep and train on the same set; and the samples are the ones a single process draws."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rest_em_distributed_script import run, single_thread
+from torchrun_launcher import torchrun
 
 from trl_mos.rest_em.filtering import read_jsonl
 
@@ -19,11 +17,7 @@ NUM_PROMPTS, SHARDS = 10, [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
 
 
 def _torchrun(output_dir, processes=2):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               str(SCRIPT), str(output_dir)]  # fmt: skip
-    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    torchrun(SCRIPT, output_dir, processes=processes)
     return [json.load(open(output_dir / f"rank{r}.json")) for r in range(processes)]
 
 

@@ -223,6 +223,20 @@ def save_tiny_model(output_dir: str | os.PathLike, seed: int = 0, **model_kwargs
     return output_dir
 
 
+# Training arguments every run on the tiny model shares: float32 on the CPU, no activation checkpointing, no
+# checkpoints, reporting, progress bars or data-loader workers, a fixed seed. Any of them can be overridden.
+TINY_CPU_TRAINING_ARGS = dict(
+    save_strategy="no",
+    report_to="none",
+    bf16=False,
+    activation_checkpointing=False,
+    use_cpu=True,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    seed=0,
+)
+
+
 def tiny_sft_config(output_dir: str | os.PathLike, **overrides):
     """An `SFTConfig` suited to the tiny model on a CPU: float32, no activation checkpointing, no checkpoints, no
     reporting, no progress bars, high learning rate.
@@ -250,14 +264,7 @@ def tiny_sft_config(output_dir: str | os.PathLike, **overrides):
         learning_rate=3e-3,
         max_length=64,
         logging_steps=5,
-        save_strategy="no",
-        report_to="none",
-        bf16=False,
-        activation_checkpointing=False,
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
+        **TINY_CPU_TRAINING_ARGS,
     )
     kwargs.update(overrides)
     return SFTConfig(**kwargs)

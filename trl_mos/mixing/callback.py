@@ -75,7 +75,8 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self.seed = self.config.mixing_seed
         else:
             self.seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
-        self.runner = ProbeRunner(trainer, self.config.skill_column, self.config.probe_batch_size)
+        probe_batch_size = self.config.probe_batch_size or trainer.args.per_device_train_batch_size
+        self.runner = ProbeRunner(trainer, self.config.skill_column, probe_batch_size)
         self.sampler: SkillSampler | None = None
         self._loss_recorder: TrainingLossRecorder | None = None
         self._warned_loss_mismatch = False

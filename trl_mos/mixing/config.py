@@ -74,8 +74,9 @@ class MoSConfig:
             Probe examples per skill for `"cossim"` (fewer if a skill is smaller).
         diff_probe_size (`int`, *optional*, defaults to `16`):
             Probe examples per skill for `"diff"` (fewer if a skill is smaller).
-        probe_batch_size (`int`, *optional*, defaults to `8`):
-            Probe examples per forward pass.
+        probe_batch_size (`int` or `None`, *optional*, defaults to `None`):
+            Probe examples per forward pass. `None` uses the trainer's `per_device_train_batch_size`: probes run
+            without gradients, so a training micro-batch always fits.
 
         > Parameters that control ODM
 
@@ -150,7 +151,10 @@ class MoSConfig:
     ema_beta: float = field(default=0.9, metadata={"help": "Weight of the current reward in the EMA."})
     cossim_probe_size: int = field(default=64, metadata={"help": "Probe examples per skill for 'cossim'."})
     diff_probe_size: int = field(default=16, metadata={"help": "Probe examples per skill for 'diff'."})
-    probe_batch_size: int = field(default=8, metadata={"help": "Probe examples per forward pass."})
+    probe_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Probe examples per forward pass (None: the trainer's per_device_train_batch_size)."},
+    )
 
     # ODM
     odm_smoothing: float = field(default=0.9, metadata={"help": "α of ODM's moving average of rewards."})
@@ -207,8 +211,9 @@ class MoSConfig:
             "policy_inner_steps": self.policy_inner_steps,
             "cossim_probe_size": self.cossim_probe_size,
             "diff_probe_size": self.diff_probe_size,
-            "probe_batch_size": self.probe_batch_size,
         }
+        if self.probe_batch_size is not None:
+            positive_ints["probe_batch_size"] = self.probe_batch_size
         for name, value in positive_ints.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")

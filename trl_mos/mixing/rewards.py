@@ -85,7 +85,8 @@ class ProbeRunner:
     def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor]:
         if self._dataset is None:
             self._dataset = self.trainer.train_dataset.select_columns(self.columns)
-        features = [self._dataset[row] for row in rows]
+        columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
+        features = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         batch = dict(self.trainer.data_collator(features))
         device = self.trainer.args.device
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -46,6 +46,7 @@ def tiny_restem_config(output_dir: str | os.PathLike, **overrides: Any) -> ReSTE
     2
     ```
     """
+    from ..testing import TINY_CPU_TRAINING_ARGS
     from .config import ReSTEMConfig
 
     kwargs: dict[str, Any] = dict(
@@ -62,14 +63,7 @@ def tiny_restem_config(output_dir: str | os.PathLike, **overrides: Any) -> ReSTE
         learning_rate=3e-3,
         max_length=96,
         logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        bf16=False,
-        activation_checkpointing=False,
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
+        **TINY_CPU_TRAINING_ARGS,
     )
     kwargs.update(overrides)
     return ReSTEMConfig(**kwargs)
