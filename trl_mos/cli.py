@@ -80,6 +80,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never needs the Hub
     from .demo import DemoConfig, format_table, run_mos_demo, run_sft_demo
 
+    if args.no_progress:  # also the bars of dataset preparation and model saving, not only the Trainer's
+        import datasets
+        from transformers.utils import logging
+
+        datasets.disable_progress_bars()
+        logging.disable_progress_bar()
+
     config = DemoConfig(
         output_dir=args.output_dir, seed=args.seed, max_steps=args.max_steps, show_progress=not args.no_progress
     )
