@@ -49,53 +49,15 @@ def test_example_loads_a_local_model_and_local_skill_files(tmp_path):
         rows.to_json(str(path))
         specs.append(f"{name}={path}")
     output_dir = tmp_path / "out"
-    _run(
-        "--model_name_or_path",
-        model_dir,
-        "--skills",
-        *specs,
-        "--output_dir",
-        str(output_dir),
-        "--max_steps",
-        "6",
-        "--update_steps",
-        "3",
-        "--strategy",
-        "mos",
-        "--reward",
-        "diff",
-        "--use_ema",
-        "true",
-        "--save_strategy",
-        "steps",
-        "--save_steps",
-        "3",
-    )
+    common = ["--model_name_or_path", model_dir, "--skills", *specs, "--output_dir", str(output_dir)]
+    common += ["--update_steps", "3", "--strategy", "mos", "--reward", "diff", "--use_ema", "true"]
+    _run(*common, "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3")
     history = [json.loads(line) for line in open(output_dir / "mos_history.jsonl")]
     assert [record["step"] for record in history] == [0, 3, 6]
     assert list(history[0]["probabilities"]) == names
     assert (output_dir / "model.safetensors").exists() and (output_dir / "checkpoint-6").exists()
     # resuming from the last checkpoint with more steps continues the same run
-    _run(
-        "--model_name_or_path",
-        model_dir,
-        "--skills",
-        *specs,
-        "--output_dir",
-        str(output_dir),
-        "--max_steps",
-        "9",
-        "--update_steps",
-        "3",
-        "--strategy",
-        "mos",
-        "--reward",
-        "diff",
-        "--use_ema",
-        "true",
-        "--resume_from_checkpoint",
-        str(output_dir / "checkpoint-6"),
-    )
+    _run(*common, "--max_steps", "9", "--resume_from_checkpoint", str(output_dir / "checkpoint-6"))
     history = [json.loads(line) for line in open(output_dir / "mos_history.jsonl")]
     assert [record["step"] for record in history] == [0, 3, 6, 9]
 
