@@ -17,7 +17,7 @@ for every method; generated tokens are counted up to and including the first end
 
 Methods alternate round by round; the table gives the median over `--rounds`.
 
-    python benchmarks/generation_throughput.py --rounds 3
+    python benchmarks/generation_throughput.py --rounds 3 --json benchmarks/results/generation_throughput.json
 
 Targets: the ReST^EM pipeline ≥ 0.9× the bare loop; batched ≥ 20× one-at-a-time.
 """
@@ -86,6 +86,29 @@ def bare_loop(model, tokenizer, prompts, config, batch_size):
     return outputs
 
 
+def plot(rates: dict[str, list[float]], path: str, title: str) -> None:
+    """Bars of the median tokens/s per method on a log scale, whiskers from the slowest to the fastest round."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rates)
+    medians = [statistics.median(rates[name]) for name in names]
+    errors = [[m - min(rates[n]) for m, n in zip(medians, names, strict=True)],
+              [max(rates[n]) - m for m, n in zip(medians, names, strict=True)]]  # fmt: skip
+    figure, axes = plt.subplots(figsize=(8, 3.8))
+    positions = range(len(names))
+    axes.barh(positions, medians, xerr=errors, color="#9ecae1", capsize=4)
+    axes.set_xscale("log")
+    axes.set_yticks(list(positions), names, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("generated tokens per second (median round; whiskers: slowest to fastest)")
+    axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_prompts", type=int, default=128)
@@ -98,8 +121,18 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--vllm", action="store_true", help="also measure the vLLM backend")
-    parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--json", default=None, help="write the results to this file, and a PNG plot beside it")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results in --json")
     args = parser.parse_args()
+    if args.replot:
+        if not args.json:
+            parser.error("--replot needs --json")
+        with open(args.json) as f:
+            saved = json.load(f)
+        plot(
+            saved["rates"], os.path.splitext(args.json)[0] + ".png", saved.get("title", "E-step generation throughput")
+        )
+        return
 
     import torch
 
@@ -173,11 +206,12 @@ def main():
     medians = {name: statistics.median(values) for name, values in rates.items()}
     bare = medians["bare generate loop"]
     one_at_a_time = medians["one sequence at a time"]
-    print(
+    title = (
         f"{args.num_prompts} prompts x {args.num_samples} samples, max_new_tokens={args.max_new_tokens}, "
         f"{args.batch_size} prompts per call, tiny model hidden={args.hidden_size}, torch threads="
-        f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}, median of {args.rounds} rounds"
+        f"{torch.get_num_threads()}"
     )
+    print(f"{title}, load average {os.getloadavg()[0]:.2f}, median of {args.rounds} rounds")
     print("| method | tokens/s | vs bare loop | vs one sequence at a time | rounds |")
     print("|---|---|---|---|---|")
     for name, value in medians.items():
@@ -185,7 +219,8 @@ def main():
         print(f"| {name} | {value:.0f} | {value / bare:.2f}x | {value / one_at_a_time:.1f}x | {rounds} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "rates": rates, "medians": medians}, f, indent=2)
+            json.dump({"args": vars(args), "title": title, "rates": rates, "medians": medians}, f, indent=2)
+        plot(rates, os.path.splitext(args.json)[0] + ".png", title)
 
 
 if __name__ == "__main__":

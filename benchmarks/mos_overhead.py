@@ -10,7 +10,7 @@ tokens trained on. "proportional (our sampler)" draws the stock sampler's distri
 The MoS configuration is the paper's cadence: 4 skills, an update every S=100 steps, probe sets of 64 (CosSim) and 16
 (Diff) examples per skill, EMA on; the policy runs the published code's 200 Adam steps per update.
 
-    python benchmarks/mos_overhead.py --steps 500 --repeats 3
+    python benchmarks/mos_overhead.py --steps 500 --repeats 5    # results JSON and a PNG plot beside it
 
 Target: ratio ≤ 1.05 for MoS (the paper reports ≈ 1.20).
 """
@@ -98,13 +98,47 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
     return {"seconds": seconds, "handler_seconds": handler_time[0], "padded_tokens": padded_tokens[0]}
 
 
+def plot(rows: dict[str, dict], path: str) -> None:
+    """Bars of the median wall-clock time per configuration (the callback handlers' share darker), whiskers from the
+    fastest to the slowest run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    medians = [rows[name]["median"] for name in names]
+    handlers = [rows[name]["handler_seconds_median"] for name in names]
+    seconds = [[run["seconds"] for run in rows[name]["runs"]] for name in names]
+    errors = [[m - min(v) for m, v in zip(medians, seconds, strict=True)],
+              [max(v) - m for m, v in zip(medians, seconds, strict=True)]]  # fmt: skip
+    figure, axes = plt.subplots(figsize=(8, 4))
+    positions = range(len(names))
+    axes.barh(positions, medians, xerr=errors, color="#9ecae1", capsize=4, label="training (median run)")
+    axes.barh(positions, handlers, color="#08519c", label="inside the callback's handlers")
+    axes.set_yticks(list(positions), names, fontsize=8)
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds for trainer.train() (whiskers: fastest to slowest run)")
+    axes.set_title("Mixture-of-Skills overhead")
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/mos_overhead.json")
+    parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results in --output")
     args = parser.parse_args()
+    plot_path = os.path.splitext(args.output)[0] + ".png"
+    if args.replot:
+        with open(args.output) as f:
+            plot(json.load(f)["results"], plot_path)
+        print(f"plot: {plot_path}")
+        return
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     work_dir = os.path.join(os.path.dirname(os.path.abspath(args.output)), "mos_overhead_runs")
     timed_run("baseline (stock sampler)", 20, args.batch_size, work_dir, seed=0)  # warm-up (imports, caches)
@@ -150,7 +184,8 @@ def main() -> None:
         )
     with open(args.output, "w") as f:
         json.dump({"args": vars(args), "results": rows}, f, indent=1)
-    print(f"\nresults: {args.output}")
+    plot(rows, plot_path)
+    print(f"\nresults: {args.output}\nplot: {plot_path}")
 
 
 if __name__ == "__main__":
