@@ -83,6 +83,9 @@ def main(output_dir: str, mode: str) -> None:
     }
     with open(os.path.join(output_dir, f"rank{rank}-{mode}.json"), "w") as f:
         json.dump(result, f)
+    if torch.distributed.is_initialized():  # leave the process group: gloo's threads torn down at exit can abort
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -108,3 +108,6 @@ if __name__ == "__main__":
         result = run(sys.argv[1])
     with open(os.path.join(sys.argv[1], f"rank{result['rank']}.json"), "w") as f:
         json.dump(result, f)
+    if torch.distributed.is_initialized():  # leave the process group: gloo's threads torn down at exit can abort
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
