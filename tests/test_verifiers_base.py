@@ -11,7 +11,9 @@ from trl_mos.verifiers import (
     VerifierSuite,
     check_required_columns,
     completion_to_text,
+    error_reason,
     exact_match_verifier,
+    is_verifier_error,
     math_verifier,
     required_columns,
     verifier_name,
@@ -179,8 +181,11 @@ def test_suite_raising_verifier_gets_none_and_is_logged_once(caplog):
         first = suite(completions=["ok", "boom", "ok"])
         second = suite(completions=["boom", "ok"])
     assert [v.scores["flaky"] for v in first] == [1.0, None, 1.0]
-    assert [v.accepted for v in first] == [True, True, True]  # None is ignored: `half` still applies and passes
+    assert [v.status for v in first] == ["accepted", "error", "accepted"]  # `half` passes, but flaky could not judge
+    assert [v.accepted for v in first] == [True, False, True]
     assert first[1].reasons["flaky"] == "verifier error: RuntimeError: boom in verifier"
+    assert first[1].errors == {"flaky": "verifier error: RuntimeError: boom in verifier"}
+    assert first[1].reason == "flaky: verifier error: RuntimeError: boom in verifier"
     assert [v.scores["flaky"] for v in second] == [None, 1.0]
     assert calls == [3, 1, 1, 1, 2, 1, 1]  # whole batch, then sample by sample
     assert len([r for r in caplog.records if "boom in verifier" in r.getMessage()]) == 1
@@ -228,3 +233,52 @@ def test_suite_validation():
     names = VerifierSuite([half, half, functools.partial(half)]).verifiers
     assert list(names) == ["half", "half_2", "half_3"]
     assert VerifierSuite([half])(completions=[]) == []
+
+
+def reported_errors(completions, **kwargs):
+    """Scores from the text: "pass", "fail", "error" (reported the way the bundled verifiers do) or "n/a"."""
+    outcomes = {"pass": (1.0, ""), "fail": (0.0, "wrong"), "error": (None, error_reason("timed out after 5 s"))}
+    results = [outcomes.get(c, (None, "")) for c in completions]
+    if callable(kwargs.get("log_extra")):
+        kwargs["log_extra"]("reported_errors_reason", [reason for _, reason in results])
+    return [score for score, _ in results]
+
+
+def test_verdict_three_outcomes_from_a_reported_error():
+    assert is_verifier_error(error_reason("x")) and not is_verifier_error("wrong") and not is_verifier_error(None)
+    completions = ["pass", "fail", "error", "n/a"]
+    alone = VerifierSuite([reported_errors])(completions=completions)
+    assert [v.status for v in alone] == ["accepted", "rejected", "error", "rejected"]
+    assert [v.is_error for v in alone] == [False, False, True, False]
+    assert [v.rejected for v in alone] == [False, True, False, True]
+    assert alone[2].errors == {"reported_errors": "verifier error: timed out after 5 s"}
+    assert alone[2].passed == {"reported_errors": None} and alone[2].scores == {"reported_errors": None}
+    assert alone[3].reason == "no verifier applies to this completion" and alone[3].errors == {}
+
+    def judge(other, mode):
+        suite = VerifierSuite({"r": reported_errors, "o": other}, mode=mode)
+        return [v.status for v in suite(completions=completions)]
+
+    def passes(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    def fails(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    # "all": a failing member still rejects; otherwise an error leaves the sample undecided
+    assert judge(passes, "all") == ["accepted", "rejected", "error", "accepted"]
+    assert judge(fails, "all") == ["rejected"] * 4
+    # "any": a passing member still accepts; otherwise an error leaves the sample undecided
+    assert judge(passes, "any") == ["accepted"] * 4
+    assert judge(fails, "any") == ["accepted", "rejected", "error", "rejected"]
+    reward = VerifierSuite([reported_errors]).as_reward_function()
+    assert reward(completions=completions) == [1.0, 0.0, None, None]
+
+
+def test_verdict_status_defaults_and_validation():
+    assert Verdict(True).status == "accepted" and Verdict(False).status == "rejected"
+    assert Verdict(False, status="error").is_error
+    with pytest.raises(ValueError, match="contradicts"):
+        Verdict(True, status="error")
+    with pytest.raises(ValueError, match="status"):
+        Verdict(False, status="maybe")

@@ -22,6 +22,8 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "required_columns": "base",
     "check_required_columns": "base",
     "verifier_name": "base",
+    "error_reason": "base",
+    "is_verifier_error": "base",
     # extraction
     "extract_answer": "extraction",
     "extract_boxed": "extraction",
@@ -75,6 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
         VerifierSuite,
         check_required_columns,
         completion_to_text,
+        error_reason,
+        is_verifier_error,
         required_columns,
         verifier_name,
     )

@@ -111,6 +111,7 @@ def main(in_fd: int, out_fd: int, memory_limit_mb: int) -> None:
                 try:
                     outcome = score(text, answer, gold, extractor)
                 except Exception as exc:  # MemoryError, RecursionError, sympy errors...
+                    # `base.error_reason`, not imported here (it imports transformers)
                     outcome = (None, f"verifier error: {type(exc).__name__}: {str(exc)[:200]}", None)
                 runtime.write_message(out_fd, (index, *outcome))
         elif request["op"] == "group":

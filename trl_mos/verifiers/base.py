@@ -240,6 +240,47 @@ def check_required_columns(verifiers: Callable | Sequence[Callable], columns: It
 
 Outcome = tuple[float | None, str]  # (score, reason)
 
+VERIFIER_ERROR_PREFIX = "verifier error: "
+
+
+def error_reason(detail: str) -> str:
+    """The reason of a sample the verifier could not judge (a timeout of the verifier itself, a crash): `"verifier
+    error: <detail>"`. A verifier reports such a sample with the score `None` and this reason.
+
+    Args:
+        detail (`str`): what went wrong, e.g. `"timed out after 5 s"`.
+
+    Returns:
+        `str`: the reason.
+
+    Example:
+
+    ```python
+    >>> error_reason("timed out after 5 s")
+    'verifier error: timed out after 5 s'
+    ```
+    """
+    return VERIFIER_ERROR_PREFIX + detail
+
+
+def is_verifier_error(reason: str | None) -> bool:
+    """Whether a per-sample reason says that the verifier could not judge the sample (see [`error_reason`]).
+
+    Args:
+        reason (`str` or `None`): a reason, as logged in the `"{name}_reason"` column or held in `Verdict.reasons`.
+
+    Returns:
+        `bool`: `True` for `"verifier error: ..."` reasons.
+
+    Example:
+
+    ```python
+    >>> is_verifier_error("verifier error: the math worker died"), is_verifier_error("wrong answer '3'")
+    (True, False)
+    ```
+    """
+    return isinstance(reason, str) and reason.startswith(VERIFIER_ERROR_PREFIX)
+
 
 def build_verifier(
     name: str,
@@ -320,7 +361,7 @@ def guarded(name: str, function: Callable[..., Outcome], *args: Any) -> Outcome:
     try:
         return function(*args)
     except Exception as exc:  # one bad sample must not stop the batch
-        reason = f"verifier error: {type(exc).__name__}: {str(exc)[:200]}"
+        reason = error_reason(f"{type(exc).__name__}: {str(exc)[:200]}")
         log_once((name, type(exc).__name__), f"{name} failed on a sample ({reason}); the sample gets None.")
         return None, reason
 
@@ -330,17 +371,25 @@ def guarded(name: str, function: Callable[..., Outcome], *args: Any) -> Outcome:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+VerdictStatus = Literal["accepted", "rejected", "error"]
+
+
 @dataclass
 class Verdict:
-    """The decision on one completion.
+    """The decision on one completion: accepted, rejected, or verifier error (the verifiers could not decide, e.g. a
+    verifier timed out or crashed on it; that says nothing about the completion).
 
     Args:
-        accepted (`bool`): whether the completion is accepted.
+        accepted (`bool`): whether the completion is accepted (`status == "accepted"`).
         scores (`dict[str, float | None]`): each verifier's score (`None`: not applicable, or it failed).
         passed (`dict[str, bool | None]`): each verifier's own verdict (`score >= threshold`; `None` when not
-            applicable).
-        reasons (`dict[str, str]`): each verifier's reason (empty when it passed).
-        reason (`str`): why the completion was rejected (empty when accepted).
+            applicable or when it failed).
+        reasons (`dict[str, str]`): each verifier's reason (empty when it passed; `"verifier error: ..."` when it
+            failed, see [`is_verifier_error`]).
+        reason (`str`): why the completion was rejected or could not be judged (empty when accepted).
+        status (`str`, *optional*): `"accepted"`, `"rejected"` or `"error"`. Defaults to `"accepted"` or `"rejected"`
+            after `accepted`.
+        errors (`dict[str, str]`): the verifiers that failed on this completion, with their reasons.
     """
 
     accepted: bool
@@ -348,6 +397,26 @@ class Verdict:
     passed: dict[str, bool | None] = field(default_factory=dict)
     reasons: dict[str, str] = field(default_factory=dict)
     reason: str = ""
+    status: VerdictStatus | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.status is None:
+            self.status = "accepted" if self.accepted else "rejected"
+        if self.status not in ("accepted", "rejected", "error"):
+            raise ValueError(f"`status` must be 'accepted', 'rejected' or 'error', got {self.status!r}.")
+        if self.accepted != (self.status == "accepted"):
+            raise ValueError(f"`accepted={self.accepted}` contradicts `status={self.status!r}`.")
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the verifiers judged the completion and rejected it."""
+        return self.status == "rejected"
+
+    @property
+    def is_error(self) -> bool:
+        """Whether the verifiers could not judge the completion (neither accepted nor rejected)."""
+        return self.status == "error"
 
 
 def _accepted_arguments(verifier: Callable) -> set[str] | None:
@@ -382,8 +451,13 @@ class VerifierSuite:
     - `mode="any"`: accepted when at least one applicable verifier passes;
     - a completion for which no verifier is applicable (all `None`) is rejected, in both modes.
 
-    A verifier that raises is retried sample by sample: the samples it raises on get `None` (the error is logged once),
-    the others keep their scores. A missing dataset column is a configuration error and raises.
+    A verifier that raises is retried sample by sample: the samples it raises on get `None` with a `"verifier error:
+    ..."` reason (the error is logged once), the others keep their scores. A verifier can report such an error itself:
+    score `None` and a reason made with [`error_reason`] (the bundled math verifier does so when it times out).
+    A member's error makes the verdict `status="error"` (neither accepted nor rejected) unless the others decide
+    anyway: in mode `"all"` a failing member still rejects, in mode `"any"` a passing member still accepts. What an
+    error counts as is the caller's choice (ReST^EM: `ReSTEMConfig`). A missing dataset column is a configuration
+    error and raises.
 
     Args:
         verifiers (`callable`, `list[callable]` or `dict[str, callable]`):
@@ -491,7 +565,7 @@ class VerifierSuite:
                 score = call(item, 1)[0]
                 outcomes.append((score, str((reasons.get("reason") or [""])[0])))
             except Exception as exc:
-                outcomes.append((None, f"verifier error: {type(exc).__name__}: {str(exc)[:200]}"))
+                outcomes.append((None, error_reason(f"{type(exc).__name__}: {str(exc)[:200]}")))
         return outcomes
 
     def __call__(
@@ -533,30 +607,38 @@ class VerifierSuite:
         per_verifier = {key: self._call_member(key, verifier, batch, size) for key, verifier in self.verifiers.items()}
         verdicts = []
         for index in range(size):
-            scores, passed, reasons = {}, {}, {}
+            scores, passed, reasons, errors = {}, {}, {}, {}
             for key, outcomes in per_verifier.items():
                 score, reason = outcomes[index]
                 scores[key] = score
                 passed[key] = None if score is None else score >= self.thresholds[key]
                 if score is None:
                     reasons[key] = reason or "not applicable"
+                    if is_verifier_error(reason):
+                        errors[key] = reason
                 elif not passed[key]:
                     reasons[key] = reason or f"score {score:g} is below the threshold {self.thresholds[key]:g}"
                 else:
                     reasons[key] = ""
             applicable = [value for value in passed.values() if value is not None]
-            if not applicable:
-                accepted, summary = False, "no verifier applies to this completion"
+            failed = [f"{key}: {reasons[key]}" for key, value in passed.items() if value is False]
+            if self.mode == "all":
+                decided = False if failed else (None if errors else (True if applicable else False))
             else:
-                accepted = all(applicable) if self.mode == "all" else any(applicable)
-                failed = [f"{key}: {reasons[key]}" for key, value in passed.items() if value is False]
-                summary = "" if accepted else "; ".join(failed)
-            verdicts.append(Verdict(accepted, scores, passed, reasons, summary))
+                decided = True if any(applicable) else (None if errors else False)
+            if decided is None:
+                status, summary = "error", "; ".join(f"{key}: {reason}" for key, reason in errors.items())
+            elif decided:
+                status, summary = "accepted", ""
+            else:
+                status, summary = "rejected", "; ".join(failed) or "no verifier applies to this completion"
+            verdicts.append(Verdict(status == "accepted", scores, passed, reasons, summary, status, errors))
         return verdicts
 
     def as_reward_function(self) -> Callable[..., list[float | None]]:
         """A reward function that returns 1.0 for accepted completions and 0.0 for rejected ones (`None` when no
-        verifier applies), e.g. for `GRPOTrainer(reward_funcs=...)`. It needs the same columns as the suite.
+        verifier applies or on a verifier error), e.g. for `GRPOTrainer(reward_funcs=...)`. It needs the same columns
+        as the suite.
 
         Returns:
             `callable`: the reward function, named after the suite.
@@ -564,7 +646,10 @@ class VerifierSuite:
 
         def reward(prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
             verdicts = self(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
-            return [None if all(value is None for value in v.passed.values()) else float(v.accepted) for v in verdicts]
+            return [
+                None if v.is_error or all(value is None for value in v.passed.values()) else float(v.accepted)
+                for v in verdicts
+            ]
 
         P = inspect.Parameter
         parameters = [P("prompts", P.POSITIONAL_OR_KEYWORD), P("completions", P.POSITIONAL_OR_KEYWORD)]

@@ -25,7 +25,7 @@ from typing import Any
 from transformers.utils import logging
 
 from . import _sandbox_runtime as runtime
-from .base import Outcome, build_verifier, log_once
+from .base import Outcome, build_verifier, error_reason, log_once
 from .extraction import make_extractor
 
 
@@ -174,8 +174,10 @@ class MathWorkerPool:
                         received = start + index + 1
                     start = received
                 except (TimeoutError, EOFError, OSError) as exc:
-                    reason = f"timed out after {timeout:g} s" if isinstance(exc, TimeoutError) else "the worker died"
-                    results[received] = (None if not isinstance(exc, TimeoutError) else 0.0, reason, None)
+                    reason = (
+                        f"timed out after {timeout:g} s" if isinstance(exc, TimeoutError) else "the math worker died"
+                    )
+                    results[received] = (None, error_reason(reason), None)
                     self._discard(worker)
                     worker = self._replacement()
                     start = received + 1
@@ -282,9 +284,12 @@ def make_math_verifier(
     r"""Builds a math verifier: extracts the final answer of each completion and checks it against the gold answer in
     `column` with `math_verify.verify(gold, answer)` (gold first, as math-verify requires).
 
-    Scores: `1.0` correct; `0.0` wrong, no answer found, unparseable answer, or timed out; `None` when the gold answer
-    is missing or cannot be parsed (not applicable, as in TRL's `accuracy_reward`) or the verifier itself failed on
-    that sample. Reasons go to the `"{name}_reason"` column through `log_extra`.
+    Scores: `1.0` correct; `0.0` wrong, no answer found or unparseable answer; `None` when the gold answer is missing
+    or cannot be parsed (not applicable, as in TRL's `accuracy_reward`), and `None` with a `"verifier error: ..."`
+    reason (see [`~trl_mos.verifiers.base.is_verifier_error`]) when the verifier could not judge the sample: it timed
+    out (`"verifier error: timed out after 5 s"`), its worker died (`"verifier error: the math worker died"`) or
+    math-verify raised (`"verifier error: RecursionError: ..."`). [`VerifierSuite`] turns those into
+    `Verdict.status == "error"`. Reasons go to the `"{name}_reason"` column through `log_extra`.
 
     Args:
         extraction (`str` or `callable`, *optional*, defaults to `"auto"`):
