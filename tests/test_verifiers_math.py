@@ -155,3 +155,80 @@ def test_validation():
     with pytest.raises(TypeError, match="completions"):
         math_verifier(prompts=[""], solution=["1"])
     assert math_verifier([], [], []) == []
+
+
+def test_wrong_answers_do_not_pass_through_a_number_inside_an_expression():
+    # issue 14 item 5: a denominator, exponent or radicand is not the answer
+    completions = [
+        r"The answer is $\frac{1}{2}$.",
+        r"$2^{10}$",
+        r"$\sqrt{3}$",
+        r"$3\pi/4$",
+        "I think 2^{10}",  # plain text: math-verify alone reads this as 2
+        "I think 2^{10}",
+        r"so it is \sqrt 3",
+        r"Answer $ 1 + \frac{1}{e} $",  # math-verify alone reads this as 1
+    ]
+    solutions = ["2", "10", "3", "4", "2", "10", "3", "1"]
+    for extraction in ("auto", "last_number"):
+        verifier = make_math_verifier(extraction=extraction)
+        assert verifier([""] * 8, completions, solutions) == [0.0] * 8, extraction
+    assert math_verifier([""] * 2, [r"$2^{10}$", "x = 2 or x = 4"], ["1024", "4"]) == [1.0, 1.0]
+    for text in completions[:7] + ["2 \\cdot 5", "1 + 4", "f(3)", "(3, 4)", "10 - 3", "1 0000"]:
+        assert extract_last_number(text) is None, text
+    assert extract_last_number("1 000") == "1 000" and extract_last_number(r"$5\,\text{cm}$") == "5"
+
+
+def test_unbraced_latex_operators_verify():
+    # issue 14 item 6: math-verify's normalisation defaults (malformed_operators, nits, ...)
+    completions = [r"\boxed{\frac12}", r"\boxed{\dfrac12}", r"\boxed{\tfrac12}", r"\boxed{\sqrt2}", r"$\frac94\pi$"]
+    solutions = ["1/2", "1/2", "1/2", r"\sqrt{2}", r"\frac{9}{4}\pi"]
+    assert math_verifier([""] * 5, completions, solutions) == [1.0] * 5
+    assert group_math_answers([r"\frac12", "1/2", r"\dfrac12", r"\sqrt2", r"\sqrt{2}"]) == [0, 0, 0, 1, 1]
+    # an override reaches math-verify
+    plain = make_math_verifier(normalization={"malformed_operators": False})
+    assert plain([""], [r"\boxed{\sqrt2}"], [r"\sqrt{2}"]) == [0.0]
+
+
+def test_math_verify_extraction_without_boxed():
+    # issue 14 item 7: no \boxed, no plain number: math-verify's own LaTeX extraction; "1 000" is 1000, not 000
+    completions = [
+        r"So $x = \frac13$",
+        "The total is 1 000",
+        "The total is 1 000",
+        "Final Answer: The largest $n$ is 34.",
+    ]
+    assert math_verifier([""] * 4, completions, [r"\frac{1}{3}", "1000", "0", "34"]) == [1.0, 1.0, 0.0, 1.0]
+    logged, log_extra = _reasons()
+    assert math_verifier([""], ["no numbers here"], ["3"], log_extra=log_extra) == [0.0]
+    assert logged["math_verifier_reason"] == ["no answer found"]
+
+
+def test_several_boxed_answers():
+    text = r"First \boxed{3}, and then \boxed{5}."
+    solutions = ["5", r"\{3, 5\}"]
+    assert math_verifier([""] * 2, [text] * 2, solutions) == [0.0, 1.0]  # math-verify's behaviour: read together
+    assert make_math_verifier(boxed="last")([""] * 2, [text] * 2, solutions) == [1.0, 0.0]
+    both = r"The solutions are $\boxed{(1, 2)}$ and $\boxed{(2, 1)}$."
+    assert math_verifier([""], [both], ["(2,1),(1,2)"]) == [1.0]
+
+
+def test_precision_strictness_and_set_relation_options():
+    assert math_verifier([""], ["0.3333"], [r"\frac{1}{3}"]) == [0.0]
+    assert make_math_verifier(float_rounding=4)([""], ["0.3333"], [r"\frac{1}{3}"]) == [1.0]
+    assert math_verifier([""], [r"$f(y)$"], ["f(x)"]) == [0.0]
+    assert make_math_verifier(strict=False)([""], [r"$f(y)$"], ["f(x)"]) == [1.0]
+    relation, interval = r"$-2 \le x \le 7$", r"x \in [-2,7]"
+    assert math_verifier([""], [relation], [interval]) == [0.0]
+    assert make_math_verifier(allow_set_relation_comp=True)([""], [relation], [interval]) == [1.0]
+
+
+def test_math_option_validation():
+    with pytest.raises(ValueError, match="`boxed` must be 'last' or 'all'"):
+        make_math_verifier(boxed="first")
+    with pytest.raises(ValueError, match=r"Unknown `normalization` fields \['unit'\]"):
+        make_math_verifier(normalization={"unit": True})
+    with pytest.raises(ValueError, match="must be True or False"):
+        make_math_verifier(normalization={"units": "yes"})
+    with pytest.raises(ValueError, match="`float_rounding` must be a positive integer"):
+        make_math_verifier(float_rounding=0)

@@ -5,76 +5,188 @@ enforces the per-item timeout by killing this process. Started by [`~trl_mos.ver
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 
 from . import _sandbox_runtime as runtime
-from .extraction import make_extractor
+from .extraction import _BOXED, extract_boxed, inside_math, make_extractor, stands_alone
 
 
-_PARSE = None
+_MV = None
+
+# the options of `make_math_verifier` that reach math-verify, with math-verify's defaults
+DEFAULT_OPTIONS = {
+    "boxed": "all",
+    "normalization": {},
+    "float_rounding": 6,
+    "numeric_precision": 15,
+    "strict": True,
+    "allow_set_relation_comp": False,
+}
+
+
+_GUARD = False  # while True, math-verify's plain-expression extraction only takes numbers that stand alone
+
+
+def _expr_stands_alone(match) -> bool:
+    """Whether a match of math-verify's plain-expression regexes is a whole answer: not part of a larger expression
+    (`2^{10}` read as `2`) and not inside math delimiters that its LaTeX extraction could not read."""
+    spans = [
+        match.span(name)
+        for name, value in match.groupdict().items()
+        if value and (name == "expr" or name.startswith(("integer", "decimal")))
+    ]
+    if not spans:
+        return True
+    start, end = min(span[0] for span in spans), max(span[1] for span in spans)
+    return stands_alone(match.string, start, end) and not inside_math(match.string, start, end)
 
 
 def _load() -> None:
-    global _PARSE
+    global _MV
+    import math_verify
+    import math_verify.parser
     from latex2sympy2_extended import NormalizationConfig
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # "Timeout is disabled" warnings: we time out ourselves
-    answer_config = [
-        LatexExtractionConfig(normalization_config=NormalizationConfig(units=True), boxed_match_priority=0),
-        ExprExtractionConfig(),
-    ]
-    _PARSE = (parse, verify, answer_config)
+    extract_expr = math_verify.parser.extract_expr
+
+    def guarded_extract_expr(match):  # `extract_match` looks this name up at each call
+        if _GUARD and not _expr_stands_alone(match):
+            return None, ""
+        return extract_expr(match)
+
+    math_verify.parser.extract_expr = guarded_extract_expr
+    _MV = (math_verify, NormalizationConfig)
+
+
+class _Config:
+    """math-verify's extraction configurations and verify arguments for one set of options."""
+
+    def __init__(self, options: dict):
+        math_verify, NormalizationConfig = _MV
+        options = {**DEFAULT_OPTIONS, **options}
+        # math-verify's own normalisation defaults (LatexExtractionConfig), with the user's overrides
+        normalization = {
+            **math_verify.LatexExtractionConfig().normalization_config.__dict__,
+            **options["normalization"],
+        }
+        normalization["boxed"] = "all" if options["boxed"] == "all" else normalization["boxed"]
+        config = NormalizationConfig(**normalization)
+        latex = math_verify.LatexExtractionConfig(normalization_config=config)
+        boxed_first = math_verify.LatexExtractionConfig(normalization_config=config, boxed_match_priority=0)
+        expr = math_verify.ExprExtractionConfig()
+        self.boxed = options["boxed"]
+        self.gold = [latex, expr]
+        self.answer = [boxed_first, expr]  # for an answer already extracted (given as `\\boxed{answer}`)
+        self.text = [boxed_first, expr]  # a whole completion with a `\\boxed{}`
+        self.text_unboxed = [latex, expr]  # a whole completion without one
+        self.verify_kwargs = {
+            key: options[key] for key in ("float_rounding", "numeric_precision", "strict", "allow_set_relation_comp")
+        }
+
+
+@functools.lru_cache(maxsize=16)
+def _config(options_json: str) -> _Config:
+    return _Config(json.loads(options_json))
+
+
+def _parse(text: str, extraction_config: list, mode: str = "any_match", guard: bool = False) -> list:
+    global _GUARD
+    _GUARD = guard
+    try:
+        return _MV[0].parse(text, extraction_config=extraction_config, extraction_mode=mode, parsing_timeout=None)
+    finally:
+        _GUARD = False
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_gold(gold: str) -> list:
-    parse = _PARSE[0]
+def _parse_gold(gold: str, options_json: str) -> list:
+    config = _config(options_json)
     delimited = any(marker in gold for marker in ("$", "\\boxed", "\\(", "\\["))
-    parsed = parse(gold, parsing_timeout=None) if delimited else parse(f"${gold}$", parsing_timeout=None)
+    parsed = _parse(gold if delimited else f"${gold}$", config.gold)
     if not parsed and not delimited:
-        parsed = parse(gold, parsing_timeout=None)
+        parsed = _parse(gold, config.gold)
     return parsed
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_answer(answer: str) -> list:
-    parse, _, config = _PARSE
-    return parse(
-        "\\boxed{" + answer + "}", extraction_config=config, extraction_mode="first_match", parsing_timeout=None
-    )
+def _parse_answer(answer: str, options_json: str) -> list:
+    return _parse("\\boxed{" + answer + "}", _config(options_json).answer, mode="first_match")
+
+
+def parse_gold(gold: str, options_json: str = "{}") -> list:
+    return _parse_gold(gold, options_json)
+
+
+def parse_answer(answer: str, options_json: str = "{}") -> list:
+    return _parse_answer(answer, options_json)
+
+
+def _shown(parsed: list) -> str:
+    """The answer as math-verify read it: its string form (the last item), else the parsed value."""
+    return str(parsed[-1] if isinstance(parsed[-1], str) else parsed[0])
+
+
+def extract_and_parse(text: str, options_json: str) -> tuple[list, str | None]:
+    r"""The `"auto"` extraction: `(parsed, answer)` from a whole completion.
+
+    - with a `\boxed{}`: the last one (`boxed="last"`), or math-verify's reading of the completion (`boxed="all"`:
+      several boxed answers together);
+    - without: math-verify's own extraction (LaTeX in `$...$` / `\[...\]`, "final answer is ...", plain expressions
+      such as `1 000` or `3/4`), where a plain number must stand as a whole answer: never a part of a larger expression
+      (math-verify alone reads `I think 2^{10}` as `2`) nor a piece of math delimiters that did not parse.
+    """
+    config = _config(options_json)
+    if _BOXED.search(text):
+        if config.boxed == "last":
+            answer = extract_boxed(text)
+            if answer is not None:
+                return parse_answer(answer, options_json), answer
+        else:
+            parsed = _parse(text, config.text, guard=True)
+            if parsed:
+                return parsed, _shown(parsed)
+    parsed = _parse(text, config.text_unboxed, guard=True)
+    return (parsed, _shown(parsed)) if parsed else ([], None)
 
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def score(text: str | None, answer: str | None, gold, extractor) -> tuple[float | None, str, str | None]:
-    """(score, reason, extracted answer) for one completion."""
-    verify = _PARSE[1]
+def score(
+    text: str | None, answer: str | None, gold, extractor, options_json: str = "{}"
+) -> tuple[float | None, str, str | None]:
+    """(score, reason, extracted answer) for one completion; `extractor=None` is the `"auto"` extraction."""
     if gold is None or (isinstance(gold, str) and not gold.strip()):
         return None, "no gold answer", None
     gold = str(gold)
-    gold_parsed = parse_gold(gold)
+    gold_parsed = parse_gold(gold, options_json)
     if not gold_parsed:
         return None, f"the gold answer {_short(gold)!r} could not be parsed", None
-    if answer is None and text is not None:
-        answer = extractor(text)
-    if answer is None or not answer.strip():
-        return 0.0, "no answer found", None
-    parsed = parse_answer(answer)
+    if answer is None and text is not None and extractor is None:
+        parsed, answer = extract_and_parse(text, options_json)
+        if answer is None:
+            return 0.0, "no answer found", None
+    else:
+        if answer is None and text is not None:
+            answer = extractor(text)
+        if answer is None or not answer.strip():
+            return 0.0, "no answer found", None
+        parsed = parse_answer(answer, options_json)
     if not parsed:
         return 0.0, f"the answer {_short(answer)!r} could not be parsed", answer
-    if verify(gold_parsed, parsed, timeout_seconds=None):
+    if _MV[0].verify(gold_parsed, parsed, timeout_seconds=None, **_config(options_json).verify_kwargs):
         return 1.0, "", answer
     return 0.0, f"wrong answer {_short(answer)!r} (expected {_short(gold)!r})", answer
 
 
-def group(answers: list[str | None]) -> list[int]:
+def group(answers: list[str | None], options_json: str = "{}") -> list[int]:
     """Group index of each answer (-1 for None); an answer joins the first group whose first member math-verify finds
     equal to it (that member taken as the gold)."""
-    verify = _PARSE[1]
+    verify_kwargs = _config(options_json).verify_kwargs
     representatives: list[tuple[str, list]] = []
     groups = []
     for answer in answers:
@@ -82,9 +194,11 @@ def group(answers: list[str | None]) -> list[int]:
             groups.append(-1)
             continue
         answer = str(answer).strip()
-        parsed = parse_answer(answer)
+        parsed = parse_answer(answer, options_json)
         for index, (text, rep_parsed) in enumerate(representatives):
-            if text == answer or (parsed and rep_parsed and verify(rep_parsed, parsed, timeout_seconds=None)):
+            if text == answer or (
+                parsed and rep_parsed and _MV[0].verify(rep_parsed, parsed, timeout_seconds=None, **verify_kwargs)
+            ):
                 groups.append(index)
                 break
         else:
@@ -105,18 +219,20 @@ def main(in_fd: int, out_fd: int, memory_limit_mb: int) -> None:
         request = runtime.read_message(in_fd)
         if request is None:
             return
+        options_json = json.dumps(request.get("options") or {}, sort_keys=True)
         if request["op"] == "verify":
-            extractor = make_extractor(request["extraction"])
+            extraction = request["extraction"]
+            extractor = None if extraction == "auto" else make_extractor(extraction)
             for index, (text, answer, gold) in enumerate(request["items"]):
                 try:
-                    outcome = score(text, answer, gold, extractor)
+                    outcome = score(text, answer, gold, extractor, options_json)
                 except Exception as exc:  # MemoryError, RecursionError, sympy errors...
                     # `base.error_reason`, not imported here (it imports transformers)
                     outcome = (None, f"verifier error: {type(exc).__name__}: {str(exc)[:200]}", None)
                 runtime.write_message(out_fd, (index, *outcome))
         elif request["op"] == "group":
             try:
-                runtime.write_message(out_fd, group(request["answers"]))
+                runtime.write_message(out_fd, group(request["answers"], options_json))
             except Exception as exc:
                 runtime.write_message(out_fd, f"{type(exc).__name__}: {exc}")
 

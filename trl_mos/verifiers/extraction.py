@@ -11,9 +11,16 @@ from collections.abc import Callable
 
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\b\s*")
+# thousands separated by commas or single spaces ("1,234", "1 000"), decimals, exponents, simple fractions ("3/4")
 _NUMBER = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:/\d+)?(?![\w])|(?<![\w.])-?\.\d+"
+    r"(?<![\w.])-?(?:[1-9]\d{0,2}(?:,\d{3})+|[1-9]\d{0,2}(?: \d{3})+(?![\d,])|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?"
+    r"(?:/\d+)?(?![\w])|(?<![\w.])-?\.\d+"
 )
+# what may not stand right before / after a number that is the whole answer: it would be part of a larger expression
+# (an exponent, subscript, denominator, radicand, argument, product or sum; `\frac{1}{2}`, `2^{10}`, `3\pi/4`), or
+# digits after a digit and a space (`1 0000` is not `0000`)
+_BEFORE = re.compile(r"(?:(?:[\^_{(\[/*+\-×÷·|]|\\[a-zA-Z]+\*?)\s*|\d )$")
+_AFTER = re.compile(r"^\s*(?:[\^_}(\[)\]/*+×÷·!|]|\\(?![,;! ])|-\s*\d)")
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```|\Z)", re.DOTALL | re.MULTILINE)
 _PYTHON_LANGUAGES = {"", "python", "py", "python3", "py3", "pycon"}
 
@@ -62,25 +69,54 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def stands_alone(text: str, start: int, end: int) -> bool:
+    r"""Whether `text[start:end]` (a number) stands on its own rather than inside a larger expression: not a
+    denominator, exponent, subscript, radicand, argument, factor or term (`\frac{1}{2}`, `2^{10}`, `\sqrt 3`, `3\pi/4`,
+    `f(3)`, `2 \cdot 5`, `1 + 4`)."""
+    return _BEFORE.search(text[max(0, start - 32) : start]) is None and _AFTER.match(text[end : end + 16]) is None
+
+
+def inside_math(text: str, start: int, end: int) -> bool:
+    r"""Whether `text[start:end]` lies between math delimiters (`$...$`, `\(...\)`, `\[...\]`)."""
+    before, after = text[:start], text[end:]
+    if len(_DOLLAR.findall(before)) % 2 == 1 and _DOLLAR.search(after):
+        return True
+    for opening, closing in (("\\(", "\\)"), ("\\[", "\\]")):
+        if before.rfind(opening) > before.rfind(closing) and closing in after:
+            return True
+    return False
+
+
 def extract_last_number(text: str) -> str | None:
-    """The last number in `text`: integers, decimals, thousands separators (`1,234`), exponents and simple fractions
-    (`3/4`), with an optional minus sign.
+    r"""The last number in `text`, when it stands as a whole answer: integers, decimals, thousands separators (`1,234`,
+    `1 000`), exponents and simple fractions (`3/4`), with an optional minus sign.
+
+    A last number that is part of a larger expression gives `None`, not that number: a denominator, exponent, subscript
+    or radicand (`\frac{1}{2}`, `2^{10}`, `\sqrt{3}`, `3\pi/4`), a factor, term or argument (`2 \cdot 5`, `1 + 4`,
+    `f(3)`). Earlier numbers are never used instead (they are intermediate results).
 
     Args:
         text (`str`): the completion.
 
     Returns:
-        `str` or `None`: the number as written; `None` if there is none.
+        `str` or `None`: the number as written; `None` if there is none, or if the last one is not a whole answer.
 
     Example:
 
     ```python
     >>> extract_last_number("5 + 3 = 8. The answer is 8.")
     '8'
+    >>> extract_last_number(r"The answer is $\frac{1}{2}$.") is None
+    True
     ```
     """
     last = _last_match(_NUMBER, text)
-    return None if last is None else last.group(0)
+    if last is None or not stands_alone(text, last.start(), last.end()):
+        return None
+    return last.group(0)
 
 
 def make_extractor(extraction: str | Callable[[str], str | None] = "auto") -> Callable[[str], str | None]:

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from transformers.utils import logging
 
@@ -186,9 +186,20 @@ class MathWorkerPool:
         return results  # type: ignore[return-value]
 
     def verify(
-        self, items: Sequence[tuple[str | None, str | None, Any]], extraction: Any, timeout: float
+        self,
+        items: Sequence[tuple[str | None, str | None, Any]],
+        extraction: Any,
+        timeout: float,
+        options: dict | None = None,
     ) -> list[tuple[float | None, str, str | None]]:
         """Scores `(text, answer, gold)` items: the answer is extracted from `text` with `extraction` unless given.
+
+        Args:
+            items (`list[tuple]`): `(text, answer, gold)`.
+            extraction (`str` or picklable callable): see [`make_math_verifier`].
+            timeout (`float`): seconds per item.
+            options (`dict`, *optional*): math-verify options (`boxed`, `normalization`, `float_rounding`,
+                `numeric_precision`, `strict`, `allow_set_relation_comp`), see [`make_math_verifier`].
 
         Returns:
             `list[tuple]`: `(score, reason, extracted answer)` per item.
@@ -197,7 +208,7 @@ class MathWorkerPool:
         items = list(items)
         if not items:
             return []
-        request = {"op": "verify", "extraction": extraction}
+        request = {"op": "verify", "extraction": extraction, "options": options or {}}
         chunk = max(1, min(256, -(-len(items) // (4 * self.num_workers))))
         chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
         if len(chunks) == 1:
@@ -206,13 +217,13 @@ class MathWorkerPool:
             parts = list(executor.map(lambda part: self._run_chunk(request, part, timeout), chunks))
         return [result for part in parts for result in part]
 
-    def group(self, answers: Sequence[str | None], timeout: float) -> list[int] | None:
+    def group(self, answers: Sequence[str | None], timeout: float, options: dict | None = None) -> list[int] | None:
         """Groups answers by math-verify equivalence (see [`group_math_answers`]); `None` if it timed out."""
         self._start()
         worker = self._idle.get()
         try:
             worker.wait_ready()
-            worker.send({"op": "group", "answers": list(answers)})
+            worker.send({"op": "group", "answers": list(answers), "options": options or {}})
             answer = worker.receive(time.monotonic() + timeout)
             return answer if isinstance(answer, list) else None
         except (TimeoutError, EOFError, OSError):
@@ -274,12 +285,57 @@ def group_math_answers(answers: Sequence[str | None], timeout: float = 5.0) -> l
     return groups
 
 
+_NORMALIZATION_FIELDS = ("basic_latex", "units", "malformed_operators", "nits", "boxed", "equations")
+
+
+def _math_options(
+    boxed: str,
+    normalization: Mapping[str, Any] | None,
+    float_rounding: int,
+    numeric_precision: int,
+    strict: bool,
+    allow_set_relation_comp: bool,
+) -> dict:
+    """Validates the math-verify options of [`make_math_verifier`] (in this process, before any work)."""
+    if boxed not in ("last", "all"):
+        raise ValueError(f"`boxed` must be 'last' or 'all', got {boxed!r}.")
+    normalization = dict(normalization or {})
+    unknown = sorted(set(normalization) - set(_NORMALIZATION_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"Unknown `normalization` fields {unknown}; the fields of latex2sympy2_extended's NormalizationConfig are "
+            f"{list(_NORMALIZATION_FIELDS)}."
+        )
+    if normalization.get("boxed", "all") not in ("all", "last", "none"):
+        raise ValueError(f"`normalization['boxed']` must be 'all', 'last' or 'none', got {normalization['boxed']!r}.")
+    for key, value in normalization.items():
+        if key != "boxed" and not isinstance(value, bool):
+            raise ValueError(f"`normalization[{key!r}]` must be True or False, got {value!r}.")
+    for key, value in (("float_rounding", float_rounding), ("numeric_precision", numeric_precision)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{key}` must be a positive integer, got {value!r}.")
+    return {
+        "boxed": boxed,
+        "normalization": normalization,
+        "float_rounding": float_rounding,
+        "numeric_precision": numeric_precision,
+        "strict": bool(strict),
+        "allow_set_relation_comp": bool(allow_set_relation_comp),
+    }
+
+
 def make_math_verifier(
     extraction: str | Callable[[str], str | None] = "auto",
     timeout: float = 5.0,
     column: str = "solution",
     num_workers: int | None = None,
     name: str = "math_verifier",
+    boxed: Literal["all", "last"] = "all",
+    normalization: Mapping[str, Any] | None = None,
+    float_rounding: int = 6,
+    numeric_precision: int = 15,
+    strict: bool = True,
+    allow_set_relation_comp: bool = False,
 ) -> Callable[..., list[float | None]]:
     r"""Builds a math verifier: extracts the final answer of each completion and checks it against the gold answer in
     `column` with `math_verify.verify(gold, answer)` (gold first, as math-verify requires).
@@ -291,11 +347,21 @@ def make_math_verifier(
     math-verify raised (`"verifier error: RecursionError: ..."`). [`VerifierSuite`] turns those into
     `Verdict.status == "error"`. Reasons go to the `"{name}_reason"` column through `log_extra`.
 
+    LaTeX is read with math-verify's normalisation defaults (`basic_latex`, `units`, `malformed_operators`, `nits`:
+    `\frac12`, `\dfrac12`, `\sqrt2` and `5\,\text{cm}` are read as meant); `normalization` overrides single fields.
+
     Args:
         extraction (`str` or `callable`, *optional*, defaults to `"auto"`):
-            How to find the answer: `"auto"` (the last `\boxed{}`, else the last number), `"boxed"`, `"last_number"`,
-            a regular expression with one group (its last match), or a callable `text -> answer | None` (a callable
-            runs in your process, outside the timeout).
+            How to find the answer:
+
+            - `"auto"`: the `\boxed{}` answer (see `boxed`); else math-verify's own LaTeX extraction (the last
+              `$...$` / `\[...\]`, "final answer is ..."); else math-verify's plain-expression extraction (`1 000`,
+              `1,000.99`, `3/4`). A plain number is only taken when the completion's last number stands as a whole
+              answer: never a denominator, exponent or radicand (`\frac{1}{2}` is not `2`, `2^{10}` is not `10`).
+            - `"boxed"`: the last `\boxed{}` only; `"last_number"`: the last number, when it stands as a whole answer
+              ([`~trl_mos.verifiers.extract_last_number`]);
+            - a regular expression with one group (its last match), or a callable `text -> answer | None` (a callable
+              runs in your process, outside the timeout).
         timeout (`float`, *optional*, defaults to `5.0`):
             Seconds allowed per completion (extraction, parsing and verification).
         column (`str`, *optional*, defaults to `"solution"`):
@@ -304,6 +370,21 @@ def make_math_verifier(
             Worker processes (shared by all math verifiers with the same count). `None`: the CPU cores, at most 8.
         name (`str`, *optional*, defaults to `"math_verifier"`):
             Name of the returned function.
+        boxed (`str`, *optional*, defaults to `"last"`):
+            Several `\boxed{}` answers (`"auto"` extraction): `"last"` takes the last one; `"all"` is math-verify's
+            behaviour, which reads them all together (`\boxed{3}, \boxed{5}` is the set `{3, 5}`).
+        normalization (`dict`, *optional*):
+            Overrides of math-verify's LaTeX normalisation (the fields of `latex2sympy2_extended.NormalizationConfig`:
+            `basic_latex`, `units`, `malformed_operators`, `nits`, `boxed`, `equations`), e.g. `{"units": False}`.
+        float_rounding (`int`, *optional*, defaults to `6`):
+            Decimal places numbers are rounded to before comparing (math-verify's `float_rounding`).
+        numeric_precision (`int`, *optional*, defaults to `15`):
+            Significant digits of numeric evaluation (math-verify's `numeric_precision`).
+        strict (`bool`, *optional*, defaults to `True`):
+            math-verify's `strict`: variables must match (`f(x)` is not `f(y)`) and sets are not intervals.
+        allow_set_relation_comp (`bool`, *optional*, defaults to `False`):
+            math-verify's `allow_set_relation_comp`: a gold set or interval also accepts the relation that defines it
+            (`x \in [-2, 7]` accepts `-2 \le x \le 7`).
 
     Returns:
         `callable`: `f(prompts, completions, <column>, **kwargs) -> list[float | None]`.
@@ -318,6 +399,7 @@ def make_math_verifier(
     """
     if not timeout > 0:
         raise ValueError(f"`timeout` must be positive, got {timeout}.")
+    options = _math_options(boxed, normalization, float_rounding, numeric_precision, strict, allow_set_relation_comp)
     extractor = make_extractor(extraction)  # validates now rather than in a worker
     in_worker = extraction if isinstance(extraction, str) else None
 
@@ -333,7 +415,7 @@ def make_math_verifier(
                 except Exception as exc:
                     log_once((name, "extraction"), f"{name}: the extraction callable raised {exc!r}.")
                     items.append((None, None, gold))
-        results = MathWorkerPool.get(num_workers).verify(items, in_worker or "auto", timeout)
+        results = MathWorkerPool.get(num_workers).verify(items, in_worker or "auto", timeout, options)
         return [(score, reason) for score, reason, _ in results]
 
     return build_verifier(name, [column], score_batch, doc=make_math_verifier.__doc__)
@@ -341,8 +423,8 @@ def make_math_verifier(
 
 math_verifier = make_math_verifier()
 math_verifier.__doc__ = r"""Math verifier with the default settings of [`make_math_verifier`]: reads the gold answer from the `solution`
-column, takes the last `\boxed{}` of each completion (else its last number) and checks it with math-verify, with a 5 s
-timeout per completion.
+column, takes the last `\boxed{}` of each completion (else math-verify's own LaTeX / expression extraction) and checks it
+with math-verify (its normalisation and comparison defaults), with a 5 s timeout per completion.
 
 Args:
     prompts (`list`): the prompts (unused).
