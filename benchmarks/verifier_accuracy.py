@@ -16,6 +16,7 @@ Systems:
 - `trl_accuracy_reward`: `trl.rewards.accuracy_reward`.
 
     python benchmarks/verifier_accuracy.py
+    python benchmarks/verifier_accuracy.py --timeout 30         # a loaded machine: no case lost to the 5 s timeout
     python benchmarks/verifier_accuracy.py --systems trl_mos math_verify_defaults --output results.json --show-errors
 """
 
@@ -37,7 +38,7 @@ def _binary(score) -> int:
     return int(score is not None and float(score) >= 1.0)
 
 
-def run_trl_mos(cases: list[dict], with_options: bool) -> list[int]:
+def run_trl_mos(cases: list[dict], with_options: bool, timeout: float = 5.0) -> list[int]:
     from trl_mos.verifiers import make_math_verifier, math_verifier
 
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -51,11 +52,12 @@ def run_trl_mos(cases: list[dict], with_options: bool) -> list[int]:
         groups[key].append(index)
     verdicts = [0] * len(cases)
     for (precision, strict, set_relation), indices in groups.items():
-        verifier = (
-            make_math_verifier(float_rounding=precision, strict=strict, allow_set_relation_comp=set_relation)
-            if with_options
-            else math_verifier
-        )
+        if with_options:
+            verifier = make_math_verifier(
+                timeout=timeout, float_rounding=precision, strict=strict, allow_set_relation_comp=set_relation
+            )
+        else:
+            verifier = math_verifier if timeout == 5.0 else make_math_verifier(timeout=timeout)
         scores = verifier(
             prompts=[""] * len(indices),
             completions=[cases[i]["pred"] for i in indices],
@@ -95,9 +97,9 @@ def run_trl_accuracy_reward(cases: list[dict]) -> list[int]:
     return [_binary(s) for s in accuracy_reward(completions, [case["gold"] for case in cases])]
 
 
-def run(system: str, cases: list[dict]) -> list[int]:
+def run(system: str, cases: list[dict], timeout: float = 5.0) -> list[int]:
     if system in ("trl_mos", "trl_mos_options"):
-        return run_trl_mos(cases, with_options=system == "trl_mos_options")
+        return run_trl_mos(cases, with_options=system == "trl_mos_options", timeout=timeout)
     if system in ("math_verify_defaults", "math_verify_tests"):
         return run_math_verify(cases, as_tests=system == "math_verify_tests")
     if system == "trl_accuracy_reward":
@@ -109,6 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DATA)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--timeout", type=float, default=5.0, help="trl_mos's per-completion timeout (seconds)")
     parser.add_argument("--output", help="write the per-case verdicts and the summary to this JSON file")
     parser.add_argument("--show-errors", action="store_true", help="print the cases each system gets wrong")
     args = parser.parse_args()
@@ -122,7 +125,7 @@ def main() -> None:
     summary, verdicts = {}, {}
     for system in args.systems:
         start = time.perf_counter()
-        verdicts[system] = got = run(system, cases)
+        verdicts[system] = got = run(system, cases, args.timeout)
         seconds = time.perf_counter() - start
         summary[system] = {
             "correct": sum(g == e for g, e in zip(got, expected, strict=True)),

@@ -232,3 +232,16 @@ def test_math_option_validation():
         make_math_verifier(normalization={"units": "yes"})
     with pytest.raises(ValueError, match="`float_rounding` must be a positive integer"):
         make_math_verifier(float_rounding=0)
+
+
+def test_no_false_positive_on_math_verify_test_cases():
+    # the Math-Verify test cases shipped with benchmarks/verifier_accuracy.py: none that should fail is accepted
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "data", "math_verify_cases.json")
+    with open(path, encoding="utf-8") as handle:
+        cases = [case for case in json.load(handle)["cases"] if case["expected"] == 0]
+    assert len(cases) == 38
+    scores = math_verifier([""] * len(cases), [c["pred"] for c in cases], [c["gold"] for c in cases])
+    assert [case["id"] for case, score in zip(cases, scores, strict=True) if score == 1.0] == []
