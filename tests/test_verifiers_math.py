@@ -167,9 +167,9 @@ def test_wrong_answers_do_not_pass_through_a_number_inside_an_expression():
         "I think 2^{10}",  # plain text: math-verify alone reads this as 2
         "I think 2^{10}",
         r"so it is \sqrt 3",
-        r"Answer $ 1 + \frac{1}{e} $",  # math-verify alone reads this as 1
+        r"The answer is $3 + \frac{1}{\mathrm{e}}$.",  # math-verify alone reads this as 3
     ]
-    solutions = ["2", "10", "3", "4", "2", "10", "3", "1"]
+    solutions = ["2", "10", "3", "4", "2", "10", "3", "3"]
     for extraction in ("auto", "last_number"):
         verifier = make_math_verifier(extraction=extraction)
         assert verifier([""] * 8, completions, solutions) == [0.0] * 8, extraction
