@@ -12,6 +12,7 @@ from trl_mos.verifiers import (
     extract_answer,
     extract_boxed,
     extract_last_number,
+    extract_math_answers,
     group_math_answers,
     make_extractor,
     make_math_verifier,
@@ -245,3 +246,12 @@ def test_no_false_positive_on_math_verify_test_cases():
     assert len(cases) == 38
     scores = math_verifier([""] * len(cases), [c["pred"] for c in cases], [c["gold"] for c in cases])
     assert [case["id"] for case, score in zip(cases, scores, strict=True) if score == 1.0] == []
+
+
+def test_extract_math_answers_for_majority_voting():
+    texts = [r"so $x = \frac13$", r"It is \boxed{4}.", "I think 2^{10}", "The total is 1 000", None]
+    answers = extract_math_answers(texts)
+    assert answers == [r"x = \frac{1}{3}", "4", None, "1000", None]  # the answer as math-verify extracted it
+    assert extract_math_answers([r"\boxed{3} or \boxed{5}"], boxed="last") == ["5"]
+    assert group_math_answers([*answers[:2], "1/3", "4.0"]) == [0, 1, 0, 1]
+    assert extract_math_answers([]) == []

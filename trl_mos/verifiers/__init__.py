@@ -34,6 +34,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "math_verifier": "math",
     "make_math_verifier": "math",
     "group_math_answers": "math",
+    "extract_math_answers": "math",
     "MathWorkerPool": "math",
     # code and sandbox
     "code_verifier": "code",
@@ -84,7 +85,13 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .code import assemble_program, code_verifier, make_code_verifier, run_code_checks  # noqa: F401
     from .extraction import extract_answer, extract_boxed, extract_code, extract_last_number, make_extractor  # noqa: F401
-    from .math import MathWorkerPool, group_math_answers, make_math_verifier, math_verifier  # noqa: F401
+    from .math import (  # noqa: F401
+        MathWorkerPool,
+        extract_math_answers,
+        group_math_answers,
+        make_math_verifier,
+        math_verifier,
+    )
     from .sandbox import CheckResult, ProgramCheck, Sandbox, SandboxConfig, SandboxUnavailableError, outputs_match  # noqa: F401
     from .text import (  # noqa: F401
         exact_match_verifier,

@@ -230,6 +230,13 @@ def main(in_fd: int, out_fd: int, memory_limit_mb: int) -> None:
                     # `base.error_reason`, not imported here (it imports transformers)
                     outcome = (None, f"verifier error: {type(exc).__name__}: {str(exc)[:200]}", None)
                 runtime.write_message(out_fd, (index, *outcome))
+        elif request["op"] == "extract":
+            for index, text in enumerate(request["texts"]):
+                try:
+                    answer = extract_and_parse(text, options_json)[1]
+                except Exception:  # an answer that breaks math-verify is no answer
+                    answer = None
+                runtime.write_message(out_fd, (index, answer))
         elif request["op"] == "group":
             try:
                 runtime.write_message(out_fd, group(request["answers"], options_json))

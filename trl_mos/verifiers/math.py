@@ -25,7 +25,7 @@ from typing import Any, Literal
 from transformers.utils import logging
 
 from . import _sandbox_runtime as runtime
-from .base import Outcome, build_verifier, error_reason, log_once
+from .base import Outcome, build_verifier, completion_to_text, error_reason, log_once
 from .extraction import make_extractor
 
 
@@ -233,6 +233,32 @@ class MathWorkerPool:
         finally:
             self._idle.put(worker)
 
+    def extract(self, texts: Sequence[str], timeout: float, options: dict | None = None) -> list[str | None]:
+        """The `"auto"` answers of `texts` (see [`extract_math_answers`]); `None` for one that timed out."""
+        self._start()
+        texts = list(texts)
+        answers: list[str | None] = [None] * len(texts)
+        start = 0
+        worker = self._idle.get()
+        try:
+            while start < len(texts):
+                worker.wait_ready()
+                worker.send({"op": "extract", "texts": texts[start:], "options": options or {}})
+                received = start
+                try:
+                    while received < len(texts):
+                        index, answer = worker.receive(time.monotonic() + timeout)
+                        answers[start + index] = answer
+                        received = start + index + 1
+                    start = received
+                except (TimeoutError, EOFError, OSError):
+                    self._discard(worker)
+                    worker = self._replacement()
+                    start = received + 1
+        finally:
+            self._idle.put(worker)
+        return answers
+
     def close(self) -> None:
         """Stops the worker processes."""
         with self._lock:
@@ -322,6 +348,37 @@ def _math_options(
         "strict": bool(strict),
         "allow_set_relation_comp": bool(allow_set_relation_comp),
     }
+
+
+def extract_math_answers(
+    texts: Sequence[Any], boxed: Literal["all", "last"] = "all", timeout: float = 5.0
+) -> list[str | None]:
+    r"""The final answers of completions as [`math_verifier`]'s `"auto"` extraction reads them (the `\boxed{}`
+    answer, else math-verify's own LaTeX / expression extraction, a plain number only when it stands as a whole
+    answer), e.g. for majority voting with `group_math_answers`.
+
+    Args:
+        texts (`list`): completions (strings or conversational completions).
+        boxed (`str`, *optional*, defaults to `"all"`): several `\boxed{}` answers: read together (`"all"`,
+            math-verify's behaviour) or the last one (`"last"`).
+        timeout (`float`, *optional*, defaults to `5.0`): seconds per completion; one that takes longer gets `None`.
+
+    Returns:
+        `list[str | None]`: the answer of each completion as written (the boxed content, or the LaTeX / expression
+        math-verify extracted), `None` when none was found.
+
+    Example:
+
+    ```python
+    >>> extract_math_answers([r"so $x = \frac13$", r"It is \boxed{4}.", r"I think 2^{10}"])
+    ['x = \\frac{1}{3}', '4', None]
+    ```
+    """
+    if not timeout > 0:
+        raise ValueError(f"`timeout` must be positive, got {timeout}.")
+    options = _math_options(boxed, None, 6, 15, True, False)
+    texts = [completion_to_text(text) for text in texts]
+    return MathWorkerPool.get().extract(texts, timeout, options) if texts else []
 
 
 def make_math_verifier(
