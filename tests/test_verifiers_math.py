@@ -9,6 +9,7 @@ from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.verifiers import (
     MathWorkerPool,
     MissingColumnError,
+    extract_all_boxed,
     extract_answer,
     extract_boxed,
     extract_last_number,
@@ -255,3 +256,9 @@ def test_extract_math_answers_for_majority_voting():
     assert extract_math_answers([r"\boxed{3} or \boxed{5}"], boxed="last") == ["5"]
     assert group_math_answers([*answers[:2], "1/3", "4.0"]) == [0, 1, 0, 1]
     assert extract_math_answers([]) == []
+
+
+def test_extract_all_boxed():
+    assert extract_all_boxed(r"$\boxed{3}$ and $\boxed{\frac{1}{2}}$, \boxed{unclosed") == ["3", r"\frac{1}{2}"]
+    assert extract_all_boxed(r"\boxed{\boxed{3}} \fbox{4} \boxed 5.") == [r"\boxed{3}", "4", "5"]
+    assert extract_all_boxed("no box") == [] and extract_boxed(r"\boxed{1} \boxed{}") == "1"

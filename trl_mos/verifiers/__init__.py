@@ -27,6 +27,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     # extraction
     "extract_answer": "extraction",
     "extract_boxed": "extraction",
+    "extract_all_boxed": "extraction",
     "extract_last_number": "extraction",
     "extract_code": "extraction",
     "make_extractor": "extraction",
@@ -84,7 +85,14 @@ if TYPE_CHECKING:  # pragma: no cover
         verifier_name,
     )
     from .code import assemble_program, code_verifier, make_code_verifier, run_code_checks  # noqa: F401
-    from .extraction import extract_answer, extract_boxed, extract_code, extract_last_number, make_extractor  # noqa: F401
+    from .extraction import (  # noqa: F401
+        extract_all_boxed,
+        extract_answer,
+        extract_boxed,
+        extract_code,
+        extract_last_number,
+        make_extractor,
+    )
     from .math import (  # noqa: F401
         MathWorkerPool,
         extract_math_answers,

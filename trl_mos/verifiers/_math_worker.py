@@ -10,7 +10,7 @@ import logging
 import sys
 
 from . import _sandbox_runtime as runtime
-from .extraction import _BOXED, extract_boxed, inside_math, make_extractor, stands_alone
+from .extraction import extract_all_boxed, inside_math, make_extractor, stands_alone
 
 
 _MV = None
@@ -72,16 +72,14 @@ class _Config:
             **math_verify.LatexExtractionConfig().normalization_config.__dict__,
             **options["normalization"],
         }
-        normalization["boxed"] = "all" if options["boxed"] == "all" else normalization["boxed"]
         config = NormalizationConfig(**normalization)
         latex = math_verify.LatexExtractionConfig(normalization_config=config)
         boxed_first = math_verify.LatexExtractionConfig(normalization_config=config, boxed_match_priority=0)
         expr = math_verify.ExprExtractionConfig()
         self.boxed = options["boxed"]
         self.gold = [latex, expr]
-        self.answer = [boxed_first, expr]  # for an answer already extracted (given as `\\boxed{answer}`)
-        self.text = [boxed_first, expr]  # a whole completion with a `\\boxed{}`
-        self.text_unboxed = [latex, expr]  # a whole completion without one
+        self.answer = [boxed_first, expr]  # an extracted answer, given as `\boxed{answer}`
+        self.text = [latex, expr]  # a whole completion
         self.verify_kwargs = {
             key: options[key] for key in ("float_rounding", "numeric_precision", "strict", "allow_set_relation_comp")
         }
@@ -132,23 +130,19 @@ def _shown(parsed: list) -> str:
 def extract_and_parse(text: str, options_json: str) -> tuple[list, str | None]:
     r"""The `"auto"` extraction: `(parsed, answer)` from a whole completion.
 
-    - with a `\boxed{}`: the last one (`boxed="last"`), or math-verify's reading of the completion (`boxed="all"`:
-      several boxed answers together);
+    - with a `\boxed{}`: every boxed answer, read together as math-verify does (`boxed="all"`), or the last one
+      (`boxed="last"`);
     - without: math-verify's own extraction (LaTeX in `$...$` / `\[...\]`, "final answer is ...", plain expressions
       such as `1 000` or `3/4`), where a plain number must stand as a whole answer: never a part of a larger expression
       (math-verify alone reads `I think 2^{10}` as `2`) nor a piece of math delimiters that did not parse.
     """
     config = _config(options_json)
-    if _BOXED.search(text):
-        if config.boxed == "last":
-            answer = extract_boxed(text)
-            if answer is not None:
-                return parse_answer(answer, options_json), answer
-        else:
-            parsed = _parse(text, config.text, guard=True)
-            if parsed:
-                return parsed, _shown(parsed)
-    parsed = _parse(text, config.text_unboxed, guard=True)
+    boxed = extract_all_boxed(text)
+    if boxed:
+        # "all": math-verify's `NormalizationConfig(boxed="all")`, which joins the boxed answers with commas
+        answer = boxed[-1] if config.boxed == "last" else ",".join(boxed)
+        return parse_answer(answer, options_json), answer
+    parsed = _parse(text, config.text, guard=True)
     return (parsed, _shown(parsed)) if parsed else ([], None)
 
 

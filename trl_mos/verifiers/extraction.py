@@ -30,6 +30,24 @@ def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
     return last[0] if last else None
 
 
+def _boxed_at(text: str, start: int) -> tuple[str, int] | None:
+    """The content of the `\boxed` whose name ends at `start`, and where it ends; `None` if unclosed or empty."""
+    if start < len(text) and text[start] == "{":
+        depth = 0
+        for position in range(start, len(text)):
+            char = text[position]
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    content = text[start + 1 : position].strip()
+                    return (content, position + 1) if content else None
+        return None
+    token = re.match(r"[^\s$.,;]+", text[start:])
+    return (token.group(0), start + token.end()) if token else None
+
+
 def extract_boxed(text: str) -> str | None:
     r"""The content of the last complete `\boxed{...}` (or `\fbox{...}`) in `text`, braces balanced; `\boxed 5` (no
     braces) gives `"5"`.
@@ -47,26 +65,39 @@ def extract_boxed(text: str) -> str | None:
     '\\frac{1}{2}'
     ```
     """
-    starts = [match.end() for match in _BOXED.finditer(text)]
-    for start in reversed(starts):
-        if start < len(text) and text[start] == "{":
-            depth = 0
-            for position in range(start, len(text)):
-                char = text[position]
-                if char == "{":
-                    depth += 1
-                elif char == "}":
-                    depth -= 1
-                    if depth == 0:
-                        content = text[start + 1 : position].strip()
-                        if content:
-                            return content
-                        break
-        else:
-            token = re.match(r"[^\s$.,;]+", text[start:])
-            if token:
-                return token.group(0)
+    for match in reversed(list(_BOXED.finditer(text))):
+        found = _boxed_at(text, match.end())
+        if found is not None:
+            return found[0]
     return None
+
+
+def extract_all_boxed(text: str) -> list[str]:
+    r"""The contents of every complete `\boxed{...}` (or `\fbox{...}`) in `text`, in order (a boxed answer inside
+    another is part of the outer one).
+
+    Args:
+        text (`str`): the completion.
+
+    Returns:
+        `list[str]`: the boxed contents, stripped.
+
+    Example:
+
+    ```python
+    >>> extract_all_boxed(r"$\boxed{3}$ and $\boxed{\frac{1}{2}}$")
+    ['3', '\\frac{1}{2}']
+    ```
+    """
+    contents, covered = [], 0
+    for match in _BOXED.finditer(text):
+        if match.start() < covered:
+            continue
+        found = _boxed_at(text, match.end())
+        if found is not None:
+            contents.append(found[0])
+            covered = found[1]
+    return contents
 
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
