@@ -12,6 +12,7 @@ from trl_mos.verifiers import (
     extract_all_boxed,
     extract_answer,
     extract_boxed,
+    extract_final_boxed,
     extract_last_number,
     extract_math_answers,
     group_math_answers,
@@ -262,3 +263,10 @@ def test_extract_all_boxed():
     assert extract_all_boxed(r"$\boxed{3}$ and $\boxed{\frac{1}{2}}$, \boxed{unclosed") == ["3", r"\frac{1}{2}"]
     assert extract_all_boxed(r"\boxed{\boxed{3}} \fbox{4} \boxed 5.") == [r"\boxed{3}", "4", "5"]
     assert extract_all_boxed("no box") == [] and extract_boxed(r"\boxed{1} \boxed{}") == "1"
+    text = r"First \boxed{7}. So the roots are $\boxed{1}$ and $\boxed{2}$."
+    assert extract_final_boxed(text) == ["1", "2"]
+    assert extract_final_boxed(r"\boxed{1}" + "\n\n" + r"Hence \boxed{2}") == ["2"] and extract_final_boxed("") == []
+    assert math_verifier([""] * 2, [text] * 2, ["1, 2", "7"]) == [1.0, 0.0]
+    # a stated final answer after the boxed intermediate results is the answer
+    interim = r"so $\boxed{200}$ and then $\boxed{255}$. Final Answer: The final answer is $10,455$."
+    assert math_verifier([""] * 2, [interim] * 2, ["10455", "255"]) == [1.0, 0.0]

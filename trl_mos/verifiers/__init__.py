@@ -28,6 +28,7 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "extract_answer": "extraction",
     "extract_boxed": "extraction",
     "extract_all_boxed": "extraction",
+    "extract_final_boxed": "extraction",
     "extract_last_number": "extraction",
     "extract_code": "extraction",
     "make_extractor": "extraction",
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # pragma: no cover
         extract_answer,
         extract_boxed,
         extract_code,
+        extract_final_boxed,
         extract_last_number,
         make_extractor,
     )

@@ -7,10 +7,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 
 from . import _sandbox_runtime as runtime
-from .extraction import extract_all_boxed, inside_math, make_extractor, stands_alone
+from .extraction import _final_boxed, inside_math, make_extractor, stands_alone
 
 
 _MV = None
@@ -26,6 +27,7 @@ DEFAULT_OPTIONS = {
 }
 
 
+_FINAL_ANSWER = re.compile(r"final answer", re.IGNORECASE)
 _GUARD = False  # while True, math-verify's plain-expression extraction only takes numbers that stand alone
 
 
@@ -130,17 +132,23 @@ def _shown(parsed: list) -> str:
 def extract_and_parse(text: str, options_json: str) -> tuple[list, str | None]:
     r"""The `"auto"` extraction: `(parsed, answer)` from a whole completion.
 
-    - with a `\boxed{}`: every boxed answer, read together as math-verify does (`boxed="all"`), or the last one
-      (`boxed="last"`);
+    - with a `\boxed{}`: the last one and those given together with it, read together as math-verify does
+      (`boxed="all"`, see [`extract_final_boxed`]), or the last one alone (`boxed="last"`); unless a "final answer"
+      follows them, which is read instead;
     - without: math-verify's own extraction (LaTeX in `$...$` / `\[...\]`, "final answer is ...", plain expressions
       such as `1 000` or `3/4`), where a plain number must stand as a whole answer: never a part of a larger expression
       (math-verify alone reads `I think 2^{10}` as `2`) nor a piece of math delimiters that did not parse.
     """
     config = _config(options_json)
-    boxed = extract_all_boxed(text)
+    boxed = _final_boxed(text)
     if boxed:
-        # "all": math-verify's `NormalizationConfig(boxed="all")`, which joins the boxed answers with commas
-        answer = boxed[-1] if config.boxed == "last" else ",".join(boxed)
+        tail = text[boxed[-1][2] :]
+        if _FINAL_ANSWER.search(tail):  # "... \boxed{200} ... The final answer is $10,455$."
+            parsed = _parse(tail, config.text, guard=True)
+            if parsed:
+                return parsed, _shown(parsed)
+        # "all": the boxed answers given together, joined with commas as math-verify's normalisation joins them
+        answer = boxed[-1][0] if config.boxed == "last" else ",".join(content for content, _, _ in boxed)
         return parse_answer(answer, options_json), answer
     parsed = _parse(text, config.text, guard=True)
     return (parsed, _shown(parsed)) if parsed else ([], None)

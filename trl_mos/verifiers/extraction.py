@@ -89,15 +89,52 @@ def extract_all_boxed(text: str) -> list[str]:
     ['3', '\\frac{1}{2}']
     ```
     """
-    contents, covered = [], 0
+    return [content for content, _, _ in _all_boxed(text)]
+
+
+def _all_boxed(text: str) -> list[tuple[str, int, int]]:
+    found_all, covered = [], 0
     for match in _BOXED.finditer(text):
         if match.start() < covered:
             continue
         found = _boxed_at(text, match.end())
         if found is not None:
-            contents.append(found[0])
+            found_all.append((found[0], match.start(), found[1]))
             covered = found[1]
-    return contents
+    return found_all
+
+
+# what may separate boxed answers given together: a short stretch without a sentence end or paragraph break
+_TOGETHER = re.compile(r"(?:(?![.!?](?:\s|$))(?!\n\s*\n)[\s\S]){0,80}")
+
+
+def extract_final_boxed(text: str) -> list[str]:
+    r"""The final boxed answers of `text`: the last complete `\boxed{...}` and those given together with it, that is
+    each earlier one separated from the next by at most 80 characters without a sentence end or a paragraph break
+    (`\boxed{1}, \boxed{2}`, `$\boxed{3}$ and $\boxed{5}$`, `\boxed{a} \quad \text{and} \quad \boxed{b}`).
+
+    Args:
+        text (`str`): the completion.
+
+    Returns:
+        `list[str]`: the boxed contents, in order; empty if there is none.
+
+    Example:
+
+    ```python
+    >>> extract_final_boxed(r"First \boxed{7}. So the roots are $\boxed{1}$ and $\boxed{2}$.")
+    ['1', '2']
+    ```
+    """
+    return [content for content, _, _ in _final_boxed(text)]
+
+
+def _final_boxed(text: str) -> list[tuple[str, int, int]]:
+    boxed = _all_boxed(text)
+    first = len(boxed) - 1
+    while first > 0 and _TOGETHER.fullmatch(text, boxed[first - 1][2], boxed[first][1]):
+        first -= 1
+    return boxed[max(first, 0) :]
 
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
