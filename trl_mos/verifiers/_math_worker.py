@@ -233,7 +233,7 @@ def main(in_fd: int, out_fd: int, memory_limit_mb: int) -> None:
                     outcome = (None, f"verifier error: {type(exc).__name__}: {str(exc)[:200]}", None)
                 runtime.write_message(out_fd, (index, *outcome))
         elif request["op"] == "extract":
-            for index, text in enumerate(request["texts"]):
+            for index, text in enumerate(request["items"]):
                 try:
                     answer = extract_and_parse(text, options_json)[1]
                 except Exception:  # an answer that breaks math-verify is no answer

@@ -156,9 +156,15 @@ class MathWorkerPool:
         with self._lock:
             self._workers.discard(worker)
 
-    def _run_chunk(self, request: dict, items: list, timeout: float) -> list[tuple]:
-        """Sends `items` to one worker; an item that takes longer than `timeout` (or kills its worker) gets `None`
-        and the rest go to a replacement worker."""
+    def _run_chunk(
+        self,
+        request: dict,
+        items: list,
+        timeout: float,
+        failure: Callable[[str], tuple] = lambda reason: (None, error_reason(reason), None),
+    ) -> list[tuple]:
+        """Sends `items` to one worker; an item that takes longer than `timeout` (or kills its worker) gets
+        `failure(reason)` and the rest go to a replacement worker."""
         results: list[tuple | None] = [None] * len(items)
         start = 0
         worker = self._idle.get()
@@ -177,7 +183,7 @@ class MathWorkerPool:
                     reason = (
                         f"timed out after {timeout:g} s" if isinstance(exc, TimeoutError) else "the math worker died"
                     )
-                    results[received] = (None, error_reason(reason), None)
+                    results[received] = failure(reason)
                     self._discard(worker)
                     worker = self._replacement()
                     start = received + 1
@@ -236,28 +242,9 @@ class MathWorkerPool:
     def extract(self, texts: Sequence[str], timeout: float, options: dict | None = None) -> list[str | None]:
         """The `"auto"` answers of `texts` (see [`extract_math_answers`]); `None` for one that timed out."""
         self._start()
-        texts = list(texts)
-        answers: list[str | None] = [None] * len(texts)
-        start = 0
-        worker = self._idle.get()
-        try:
-            while start < len(texts):
-                worker.wait_ready()
-                worker.send({"op": "extract", "texts": texts[start:], "options": options or {}})
-                received = start
-                try:
-                    while received < len(texts):
-                        index, answer = worker.receive(time.monotonic() + timeout)
-                        answers[start + index] = answer
-                        received = start + index + 1
-                    start = received
-                except (TimeoutError, EOFError, OSError):
-                    self._discard(worker)
-                    worker = self._replacement()
-                    start = received + 1
-        finally:
-            self._idle.put(worker)
-        return answers
+        request = {"op": "extract", "options": options or {}}
+        results = self._run_chunk(request, list(texts), timeout, failure=lambda reason: (None,))
+        return [answer for (answer,) in results]
 
     def close(self) -> None:
         """Stops the worker processes."""
