@@ -1416,6 +1416,8 @@ def _judge(job: dict, call_fd: int, result_fd: int, deadline: float) -> str:
             except (ValueError, RecursionError):
                 pass
     entry_point = job.get("entry_point")
+    if entry_point and names.get(entry_point, [None])[0] == "callable":
+        namespace[entry_point] = Candidate(entry_point)  # the program's, not the context's stub (HumanEval/33)
     try:
         exec(test_code, namespace)
         if entry_point:

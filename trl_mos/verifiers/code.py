@@ -182,7 +182,10 @@ def make_code_verifier(
         if test is not None:
             entry_point = None if row.get("entry_point") is None else str(row["entry_point"])
             program = assemble_program(prompt, text, entry_point)
-            return ProgramCheck(program, test=test if isinstance(test, str) else str(test), entry_point=entry_point)
+            # a prompt that is code (HumanEval) also runs, trusted, before the test: its helpers (`poly`) stay its own
+            context = _prompt_code(prompt, entry_point)
+            test = test if isinstance(test, str) else str(test)
+            return ProgramCheck(program, test=test, entry_point=entry_point, context=context)
         if inputs is not None or outputs is not None:
             inputs, outputs = _as_cases(inputs), _as_cases(outputs)
             malformed = next((x for x in (inputs, outputs) if isinstance(x, str)), None)
