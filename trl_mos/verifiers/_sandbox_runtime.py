@@ -216,7 +216,8 @@ def unpack_value(data: object, depth: int = 0) -> object:
         if tag in _TAGS:
             return _TAGS[tag](unpack_value(item, depth + 1) for item in items)
         if tag == "d" and len(items) % 2 == 0:
-            return {unpack_value(k, depth + 1): unpack_value(v, depth + 1) for k, v in zip(items[::2], items[1::2])}
+            pairs = zip(items[::2], items[1::2], strict=True)
+            return {unpack_value(k, depth + 1): unpack_value(v, depth + 1) for k, v in pairs}
         if tag == "b" and len(items) == 1 and type(items[0]) is str:
             return bytes.fromhex(items[0])
         if tag == "c" and len(items) == 2 and all(type(x) in (int, float) for x in items):
@@ -447,9 +448,9 @@ def reap_all_children() -> None:
         if pid:
             continue
         for child in _children():
-            for kill in (lambda: os.killpg(child, signal.SIGKILL), lambda: os.kill(child, signal.SIGKILL)):
+            for kill in (os.killpg, os.kill):
                 try:
-                    kill()
+                    kill(child, signal.SIGKILL)
                 except OSError:
                     pass
         time.sleep(0.001)
