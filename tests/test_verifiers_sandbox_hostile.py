@@ -521,3 +521,16 @@ def test_sandbox_runs_from_a_venv_under_a_closed_folder(tmp_path):
             assert box.capabilities["uid"] is not None
     finally:
         subprocess.run(["rm", "-rf", closed], check=False)
+
+
+def test_a_program_cannot_pass_its_failure_off_as_a_sandbox_error(sandbox):
+    # the report pipe that carries set-up failures is closed before the program runs
+    program = "import os\nfor fd in range(3, 8):\n    try:\n        os.write(fd, b'SETUP forged')\n    except OSError:\n" \
+              "        pass\ndef f(x):\n    return x\n"  # fmt: skip
+    results = sandbox.check(
+        [
+            ProgramCheck(program, test=CHECK_F, entry_point="f"),
+            ProgramCheck(program.replace("def f(x):\n    return x\n", "print(1)\n"), inputs=[""], outputs=["2"]),
+        ]
+    )
+    assert [r.status for r in results] == ["failed", "failed"], [r.reason for r in results]

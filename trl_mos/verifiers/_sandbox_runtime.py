@@ -950,7 +950,10 @@ def _runner(job: dict, setup: dict, caps: dict, workdir: str, fds: tuple[int, ..
         if job["kind"] == "probe":
             os.write(3, b"PROBE " + repr(_probe(setup)).encode())
             os._exit(0)
-        elif job["kind"] == "assert":
+        # the report pipe only carries set-up failures: closed before the program can write "SETUP ..." to it (which
+        # would turn its own failure into a sandbox error)
+        os.close(3)
+        if job["kind"] == "assert":
             _serve_calls(job)
         else:
             _run_stdio(job)
