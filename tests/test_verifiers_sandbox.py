@@ -87,6 +87,8 @@ def test_capabilities_on_this_machine(sandbox):
         assert caps["uid"] is not None and probe["uid"] == caps["uid"] != 0
     if caps["pid_namespace"]:
         assert probe["pid"] == 1
+    if caps["uid"] is not None or caps["user_namespace"]:
+        assert int(probe["capabilities"], 16) == 0  # no capability left to undo the mounts with
     if caps["private_proc"]:
         assert probe["visible_pids"] == 1
     if caps["readonly_root"]:
@@ -656,4 +658,7 @@ def test_sandbox_as_an_unprivileged_user():
     assert report["after_close"] == []  # and after close(), the servers too
     if caps["user_namespace"]:  # unprivileged user namespaces allowed: the namespaces apply without root
         assert caps["pid_namespace"] and caps["network_namespace"] and caps["readonly_root"]
+        assert caps["minimal_root"] and int(caps["probe"]["capabilities"], 16) == 0, str(
+            caps
+        )  # it cannot undo the mounts
         assert report["passed"][3:] == [False, False] and not written

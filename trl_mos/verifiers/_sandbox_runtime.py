@@ -638,9 +638,22 @@ def _mount_options_of(path: str, points: list[tuple[str, list[str]]]) -> list[st
 
 
 def _bind_readonly(source: str, target: str, points: list[tuple[str, list[str]]]) -> None:
-    _mount(source, target, None, MS_BIND)
-    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | _mount_flags(_mount_options_of(source, points))
-    _mount(None, target, None, flags)
+    try:
+        _mount(source, target, None, MS_BIND)
+        targets = [(target, source)]
+    except OSError as exc:
+        if exc.errno != 22:
+            raise
+        # EINVAL: in a user namespace, a directory with locked mounts below it can only be bound with them
+        _mount(source, target, None, MS_BIND | MS_REC)
+        targets = [
+            (point, source + point[len(target) :])
+            for point, _ in _mount_points()
+            if point == target or point.startswith(target + "/")
+        ]
+    for point, original in targets:
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        _mount(None, point, None, flags | _mount_flags(_mount_options_of(original, points)))
 
 
 def _enter_minimal_root(plan: dict, new_root: str, setup: dict, private_proc: bool) -> None:
@@ -792,6 +805,11 @@ def _probe(setup: dict) -> dict:
     except OSError:
         report["visible_pids"] = -1
     report["root_writable"] = os.access("/", os.W_OK)
+    try:
+        with open("/proc/self/status") as handle:
+            report["capabilities"] = [line.split()[1] for line in handle if line.startswith("CapEff:")][0]
+    except (OSError, IndexError):
+        report["capabilities"] = None
     report["root_entries"] = sorted(os.listdir("/"))
     private = ("/tmp", "/var/tmp", "/dev/shm", "/proc")
     try:
@@ -1163,9 +1181,11 @@ _FEATURES = (
 )  # fmt: skip
 
 
-def _probe_capabilities(setup: dict, wanted: dict) -> dict:
-    """Finds out which isolation features work here by running the probe job with each one switched on in turn."""
-    caps = dict.fromkeys(_FEATURES, False)
+def _probe_capabilities(setup: dict, wanted: dict, base: dict) -> dict:
+    """Finds out which isolation features work here by running the probe job with each one switched on in turn.
+    `setup_errors` says why a wanted feature did not work."""
+    caps = dict(base, **dict.fromkeys(_FEATURES, False))
+    errors = {}
     read_fd, write_fd = os.pipe()
     try:
         for feature in _FEATURES:
@@ -1182,6 +1202,8 @@ def _probe_capabilities(setup: dict, wanted: dict) -> dict:
             _run_one({"kind": "probe", "timeout": 10}, setup, trial, write_fd)
             answer = recv_json(read_fd)
             caps[feature] = bool(answer.get("returncode") == 0 and answer.get("report", "").startswith("PROBE "))
+            if not caps[feature]:
+                errors[feature] = answer.get("error") or answer.get("report", "")[:500]
         caps["no_new_privs"] = False
         if sys.platform.startswith("linux"):
             _run_one({"kind": "probe", "timeout": 10}, setup, dict(caps, no_new_privs=True), write_fd)
@@ -1192,6 +1214,7 @@ def _probe_capabilities(setup: dict, wanted: dict) -> dict:
         if answer.get("returncode") == 0 and answer.get("report", "").startswith("PROBE "):
             inside = ast.literal_eval(answer["report"][len("PROBE ") :])
         caps["probe"] = inside
+        caps["setup_errors"] = errors
     finally:
         os.close(read_fd)
         os.close(write_fd)
@@ -1284,7 +1307,7 @@ def _serve(fd: int, setup: dict) -> None:
             processes = None if limits.get("processes") is None else limits["processes"] + 1
             setup["cgroups"] = make_cgroups(setup["cgroup_name"], limits.get("address_space"), processes)
         wanted["cgroup"] = bool(setup["cgroups"]["join"])
-    caps.update(_probe_capabilities(setup, wanted))
+    caps.update(_probe_capabilities(setup, wanted, caps))
     caps["cgroup_kill"] = bool(caps.get("cgroup") and setup["cgroups"]["v2"])
     send_json(fd, {"ready": True, "pid": os.getpid(), "capabilities": caps})
     while True:

@@ -3,16 +3,24 @@
 
 What each program gets (details and what holds where: `docs/verifiers.md`):
 
-- its own process, forked from a small fork server that never held your training process's memory or environment;
-- a wall-clock timeout, and `setrlimit` limits on CPU time, address space, file size, open files and processes;
-- its own PID namespace where the OS allows it (the kernel then kills everything it started when it ends), otherwise
-  its own process group plus a sweep over the sandbox uid;
+- its own process, forked from a small fork server that never held your training process's memory, environment or any
+  test; for assert-style tests, the test runs in a separate trusted process that calls the program's functions through a
+  channel of literal values (JSON), and decides the verdict;
+- a CPU-time limit for all its processes together (counted by a cgroup v2 where there is one, else `RLIMIT_CPU` per
+  process), a wall-clock backstop, and `setrlimit` limits on CPU time, address space, file size, open files and
+  processes;
+- its own PID namespace where the OS allows it (the kernel then kills everything it started when it ends), and as root
+  a cgroup that is killed (`cgroup.kill`) and waited for until empty; otherwise its own process group plus a sweep over
+  the sandbox uid;
 - when the harness runs as root: its own unprivileged uid (one per worker slot, so `RLIMIT_NPROC` counts exactly its
-  processes), a private mount namespace with a read-only root file system, private `/tmp`, `/var/tmp`, `/dev/shm`
-  (its temporary working directory) and a private `/proc`;
+  processes);
+- where mount namespaces are available: a minimal read-only root file system (`/usr`, the library directories, the
+  interpreter's directories, a few `/etc` files and harmless devices; no host `/run`, `/var`, `/home`, `/tmp`, `/sys`,
+  so no host Unix socket bound to a path there), private `/tmp`, `/var/tmp`, `/dev/shm` (its working directory) and a
+  private `/proc`;
 - a fresh temporary working directory, removed afterwards; an environment with only `PATH`, `LANG`, `HOME`, `TMPDIR`;
-- stdout and stderr read through pipes with a cap; no network (a network namespace with no interfaces up) where the
-  OS allows it.
+- stdout and stderr read through pipes with a cap; no network (a network namespace with no interfaces up, which also
+  hides the host's abstract Unix sockets) where the OS allows it.
 """
 
 from __future__ import annotations
@@ -593,8 +601,8 @@ class Sandbox:
     @property
     def capabilities(self) -> dict[str, Any]:
         """What the isolation achieves on this machine, as measured by a probe program run inside the sandbox:
-        `network_namespace`, `pid_namespace`, `mount_namespace`, `private_proc`, `private_tmp`, `readonly_root`,
-        `no_new_privs`, `user_namespace`, plus `uid` (the uid programs run under, `None` when not dropped) and `probe`
+        `network_namespace`, `pid_namespace`, `mount_namespace`, `private_proc`, `minimal_root`, `private_tmp`,
+        `readonly_root`, `cgroup`, `cgroup_kill`, `no_new_privs`, `user_namespace`, plus `uid` (the uid programs run under, `None` when not dropped) and `probe`
         (what the probe saw from the inside: its uid, visible processes, whether `/` is writable, whether a socket could
         reach the loopback device)."""
         slots = self._ensure_started()
@@ -613,7 +621,8 @@ class Sandbox:
         return [slot.uid for slot in self._all_slots if slot.uid is not None]
 
     def close(self) -> None:
-        """Stops the fork servers and removes the temporary directories."""
+        """Stops the fork and judge servers and removes the temporary directories. Returns only once every process the
+        sandbox started (servers, supervisors, programs and whatever they forked) is gone."""
         with self._lock:
             if self._owner_pid == os.getpid():
                 for slot in self._all_slots:
