@@ -31,6 +31,7 @@ import base64
 import builtins
 import ctypes
 import fcntl
+import gc
 import json
 import os
 import pickle
@@ -1309,6 +1310,7 @@ def _serve(fd: int, setup: dict) -> None:
         wanted["cgroup"] = bool(setup["cgroups"]["join"])
     caps.update(_probe_capabilities(setup, wanted, caps))
     caps["cgroup_kill"] = bool(caps.get("cgroup") and setup["cgroups"]["v2"])
+    gc.freeze()  # forked children's collections then skip (and do not copy-on-write) everything loaded so far
     send_json(fd, {"ready": True, "pid": os.getpid(), "capabilities": caps})
     while True:
         job, channel = recv_json(fd, fds=True)
@@ -1540,6 +1542,8 @@ def judge_main(fd: int) -> None:
                 __import__(name)
             except BaseException:
                 pass
+        tempfile.gettempdir()  # found once here (it probes the candidates by writing files), not in every test process
+        gc.freeze()
         send_json(fd, {"ready": True, "pid": os.getpid(), "capabilities": caps})
         while True:
             job, channel = recv_json(fd, fds=True)
