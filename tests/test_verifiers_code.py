@@ -205,3 +205,22 @@ def test_human_eval_canonical_solutions(verifier):
     assert verifier(prompts, [p["canonical_solution"] for p in problems], **columns) == [1.0] * len(problems)
     # a solution that returns None instead fails every one of them
     assert verifier(prompts, ["    return None\n"] * len(problems), **columns) == [0.0] * len(problems)
+
+
+def test_sandbox_failures_are_verifier_errors_not_rejections():
+    from trl_mos.verifiers import CheckResult
+
+    class BrokenSandbox:
+        def check(self, checks):
+            return [
+                CheckResult(False, "error", "sandbox error: the fork server failed"),
+                CheckResult(False, "timeout", "timed out after 1 s of CPU time"),
+            ]
+
+    verifier = make_code_verifier(sandbox=BrokenSandbox())
+    logged, log_extra = _reasons()
+    test = "def check(candidate):\n    assert candidate(1) == 2\n"
+    scores = verifier(["p", "p"], ["def f(x):\n    return x\n"] * 2, test=[test] * 2, entry_point=["f"] * 2,
+                      log_extra=log_extra)  # fmt: skip
+    assert scores == [None, 0.0]
+    assert logged["code_verifier_reason"][0] == "verifier error: sandbox error: the fork server failed"

@@ -9,8 +9,9 @@ Two test shapes, chosen per sample from the columns present:
   by line after stripping).
 
 A completion may continue the prompt (a HumanEval function body) or be a full program, plain or in a markdown fence.
-Score 1.0 means every test ran to the end and passed; anything else is 0.0 with the reason in the
-`"{name}_reason"` column; `None` when the sample has no tests (not applicable).
+Score 1.0 means every test ran to the end and passed; a failure of the program (wrong, crashed, timed out) is 0.0 with the
+reason in the `"{name}_reason"` column; `None` when the sample has no tests (not applicable) or when the sandbox itself
+failed (reason `"verifier error: ..."`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,14 @@ from typing import Any, Literal
 from .base import MissingColumnError, Outcome, build_verifier, guarded
 from .extraction import defines, extract_code
 from .sandbox import ProgramCheck, Sandbox, SandboxConfig, replace_config
+
+
+try:
+    from .base import error_reason
+except ImportError:  # before the three-outcome `Verdict` (issue 14 item 8): the same reason format
+
+    def error_reason(detail: str) -> str:
+        return "verifier error: " + detail
 
 
 @functools.lru_cache(maxsize=1024)
@@ -182,7 +191,10 @@ def make_code_verifier(
         if test is not None:
             entry_point = None if row.get("entry_point") is None else str(row["entry_point"])
             program = assemble_program(prompt, text, entry_point)
-            return ProgramCheck(program, test=test if isinstance(test, str) else str(test), entry_point=entry_point)
+            # a prompt that is code (HumanEval) also runs, trusted, before the test: its helpers (`poly`) stay its own
+            context = _prompt_code(prompt, entry_point)
+            test = test if isinstance(test, str) else str(test)
+            return ProgramCheck(program, test=test, entry_point=entry_point, context=context)
         if inputs is not None or outputs is not None:
             inputs, outputs = _as_cases(inputs), _as_cases(outputs)
             malformed = next((x for x in (inputs, outputs) if isinstance(x, str)), None)
@@ -205,7 +217,12 @@ def make_code_verifier(
                 outcomes[i] = built
         if checks:
             for i, result in zip(positions, get_sandbox().check(checks), strict=True):
-                outcomes[i] = (1.0, "") if result.passed else (0.0, result.reason)
+                if result.passed:
+                    outcomes[i] = (1.0, "")
+                elif result.status == "error":  # the sandbox failed, not the program: no verdict on this sample
+                    outcomes[i] = (None, error_reason(result.reason))
+                else:
+                    outcomes[i] = (0.0, result.reason)
         return outcomes  # type: ignore[return-value]
 
     optional = {"auto": ["test", "entry_point", "inputs", "outputs"], "assert": ["entry_point"], "stdio": []}[style]
@@ -222,9 +239,9 @@ def make_code_verifier(
 
 
 code_verifier = make_code_verifier()
-code_verifier.__doc__ = """Code verifier with the default [`SandboxConfig`] (10 s per program, 1 GiB, one worker per CPU core) and
-`style="auto"`: assert-style tests from columns `test` (+ `entry_point`), standard-input tests from columns `inputs` and
-`outputs`. See [`make_code_verifier`].
+code_verifier.__doc__ = """Code verifier with the default [`SandboxConfig`] (10 s of CPU time per program, 1 GiB, the
+CPU cores divided by `LOCAL_WORLD_SIZE` as workers) and `style="auto"`: assert-style tests from columns `test`
+(+ `entry_point`), standard-input tests from columns `inputs` and `outputs`. See [`make_code_verifier`].
 
 Args:
     prompts (`list`): the prompts (a HumanEval prompt is continued by a function-body completion).

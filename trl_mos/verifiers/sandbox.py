@@ -3,16 +3,24 @@
 
 What each program gets (details and what holds where: `docs/verifiers.md`):
 
-- its own process, forked from a small fork server that never held your training process's memory or environment;
-- a wall-clock timeout, and `setrlimit` limits on CPU time, address space, file size, open files and processes;
-- its own PID namespace where the OS allows it (the kernel then kills everything it started when it ends), otherwise
-  its own process group plus a sweep over the sandbox uid;
+- its own process, forked from a small fork server that never held your training process's memory, environment or any
+  test; for assert-style tests, the test runs in a separate trusted process that calls the program's functions through a
+  channel of literal values (JSON), and decides the verdict;
+- a CPU-time limit for all its processes together (counted by a cgroup v2 where there is one, else `RLIMIT_CPU` per
+  process), a wall-clock backstop, and `setrlimit` limits on CPU time, address space, file size, open files and
+  processes;
+- its own PID namespace where the OS allows it (the kernel then kills everything it started when it ends), and as root
+  a cgroup that is killed (`cgroup.kill`) and waited for until empty; otherwise its own process group plus a sweep over
+  the sandbox uid;
 - when the harness runs as root: its own unprivileged uid (one per worker slot, so `RLIMIT_NPROC` counts exactly its
-  processes), a private mount namespace with a read-only root file system, private `/tmp`, `/var/tmp`, `/dev/shm`
-  (its temporary working directory) and a private `/proc`;
+  processes);
+- where mount namespaces are available: a minimal read-only root file system (`/usr`, the library directories, the
+  interpreter's directories, a few `/etc` files and harmless devices; no host `/run`, `/var`, `/home`, `/tmp`, `/sys`,
+  so no host Unix socket bound to a path there), private `/tmp`, `/var/tmp`, `/dev/shm` (its working directory) and a
+  private `/proc`;
 - a fresh temporary working directory, removed afterwards; an environment with only `PATH`, `LANG`, `HOME`, `TMPDIR`;
-- stdout and stderr read through pipes with a cap; no network (a network namespace with no interfaces up) where the
-  OS allows it.
+- stdout and stderr read through pipes with a cap; no network (a network namespace with no interfaces up, which also
+  hides the host's abstract Unix sockets) where the OS allows it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,7 +69,12 @@ class SandboxConfig:
         > Parameters that control the limits of one program run
 
         timeout (`float`, *optional*, defaults to `10.0`):
-            Wall-clock limit in seconds for one run (for standard-input tests: for each test case).
+            Time limit in seconds for one run (for standard-input tests: for each test case), counted in CPU time of
+            all the program's processes together where a cgroup v2 can count it (root), else per process
+            (`RLIMIT_CPU`, whole seconds). A loaded machine therefore does not make a correct program time out.
+        wall_timeout (`float` or `None`, *optional*, defaults to `None`):
+            Wall-clock backstop for one run (a program that sleeps or waits uses no CPU time). `None` uses
+            `3 * timeout + 5`.
         memory_limit_mb (`int` or `None`, *optional*, defaults to `1024`):
             Address-space limit (`RLIMIT_AS`) in MiB. `None` sets no limit.
         cpu_time_limit (`int` or `None`, *optional*, defaults to `None`):
@@ -80,6 +94,8 @@ class SandboxConfig:
             output is cut fails.
         max_program_bytes (`int`, *optional*, defaults to `1048576`):
             Longer programs (UTF-8 bytes) fail without being run.
+        max_value_bytes (`int`, *optional*, defaults to `1048576`):
+            Largest answer (JSON bytes) the program may send back for one call of an assert-style test.
 
         > Parameters that control the isolation
 
@@ -110,14 +126,17 @@ class SandboxConfig:
         > Parameters that control parallelism
 
         num_workers (`int` or `None`, *optional*, defaults to `None`):
-            Programs run at once. `None` uses the number of CPU cores available to this process.
+            Programs run at once. `None` uses the CPU cores available to this process divided by the number of
+            processes of this job on this node (environment variable `LOCAL_WORLD_SIZE`, set by `torchrun` and
+            `accelerate launch`; 1 when unset), at least 1.
         max_runs_per_worker (`int`, *optional*, defaults to `5000`):
             A worker's fork server is replaced after this many runs.
         show_progress (`bool`, *optional*, defaults to `True`):
             Show a progress bar (main process only) for batches of at least 16 programs.
     """
 
-    timeout: float = field(default=10.0, metadata={"help": "Wall-clock limit in seconds for one run."})
+    timeout: float = field(default=10.0, metadata={"help": "CPU-time limit in seconds for one run."})
+    wall_timeout: float | None = field(default=None, metadata={"help": "Wall-clock backstop for one run."})
     memory_limit_mb: int | None = field(default=1024, metadata={"help": "Address-space limit in MiB."})
     cpu_time_limit: int | None = field(default=None, metadata={"help": "CPU-time limit in seconds per process."})
     max_processes: int = field(default=16, metadata={"help": "Processes the program may have at once."})
@@ -126,6 +145,7 @@ class SandboxConfig:
     max_open_files: int = field(default=64, metadata={"help": "Open file descriptors."})
     max_output_bytes: int = field(default=1 << 20, metadata={"help": "Bytes of stdout and of stderr kept."})
     max_program_bytes: int = field(default=1 << 20, metadata={"help": "Longer programs fail without being run."})
+    max_value_bytes: int = field(default=1 << 20, metadata={"help": "Largest answer of one call, in bytes."})
     isolate_network: bool = field(default=True, metadata={"help": "Run programs without network access."})
     use_namespaces: bool = field(default=True, metadata={"help": "Use PID and mount namespaces where possible."})
     use_cgroups: bool = field(default=True, metadata={"help": "As root, cap a run's total memory and tasks."})
@@ -142,12 +162,14 @@ class SandboxConfig:
     def __post_init__(self):
         if not self.timeout > 0:
             raise ValueError(f"`timeout` must be positive, got {self.timeout}.")
+        if self.wall_timeout is not None and not self.wall_timeout >= self.timeout:
+            raise ValueError(f"`wall_timeout` must be at least `timeout` ({self.timeout}), got {self.wall_timeout}.")
         for name in ("memory_limit_mb", "cpu_time_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be at least 1 or None, got {value}.")
         names = ("max_processes", "max_file_size_mb", "max_disk_mb", "max_open_files", "max_output_bytes")
-        for name in (*names, "max_program_bytes"):
+        for name in (*names, "max_program_bytes", "max_value_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if self.num_workers is not None and self.num_workers < 1:
@@ -159,13 +181,23 @@ class SandboxConfig:
 
     @property
     def workers(self) -> int:
-        """The number of worker slots (`num_workers`, or the CPU cores available to this process)."""
+        """The number of worker slots: `num_workers`, or the CPU cores available to this process divided by
+        `LOCAL_WORLD_SIZE` (the processes of this job on this node), at least 1."""
         if self.num_workers is not None:
             return self.num_workers
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+            cores = os.cpu_count() or 1
+        try:
+            local_world_size = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        except ValueError:
+            local_world_size = 1
+        return max(1, cores // local_world_size)
+
+    def wall_timeout_for(self, timeout: float) -> float:
+        """The wall-clock backstop of a run whose CPU-time limit is `timeout`."""
+        return self.wall_timeout if self.wall_timeout is not None else 3 * timeout + 5
 
 
 @dataclass
@@ -181,6 +213,9 @@ class ProgramCheck:
             `entry_point` function; without, its top-level asserts are the test (MBPP style).
         entry_point (`str`, *optional*):
             The function under test.
+        context (`str`, *optional*):
+            Trusted code run in the test's process before the test (not in the program's), e.g. a HumanEval prompt
+            whose helper functions the test calls (`poly` in HumanEval/32). The program cannot replace what it defines.
         inputs (`list[str]`, *optional*):
             Standard input of each test case.
         outputs (`list[str]`, *optional*):
@@ -192,6 +227,7 @@ class ProgramCheck:
     program: str
     test: str | None = None
     entry_point: str | None = None
+    context: str | None = None
     inputs: Sequence[str] | None = None
     outputs: Sequence[str] | None = None
     timeout: float | None = None
@@ -292,18 +328,20 @@ class SandboxUnavailableError(RuntimeError):
 
 
 class _ForkServer:
-    """One worker slot: a fork server process and the pipes to it. Used by one thread at a time."""
+    """One worker slot: a fork server F for the programs and a judge server J for the tests, each a process with a
+    Unix socket to us. Used by one thread at a time."""
 
     def __init__(self, config: SandboxConfig, tmp_root: str):
         self.config = config
         self.tmp_root = tmp_root
         self.process: subprocess.Popen | None = None
+        self.judge: subprocess.Popen | None = None
         self.capabilities: dict[str, Any] = {}
         self.uid: int | None = None
         self.runs = 0
         self._lock_fd: int | None = None
-        self._to_server: int | None = None
-        self._from_server: int | None = None
+        self._socket: socket.socket | None = None
+        self._judge_socket: socket.socket | None = None
 
     def _setup_message(self) -> dict:
         config = self.config
@@ -331,6 +369,7 @@ class _ForkServer:
             "preload": list(config.preload_modules),
             "env": dict(_PROGRAM_ENV),
             "timeout": config.timeout,
+            "wall_timeout": config.wall_timeout_for(config.timeout),
         }
 
     def _cgroup_name(self) -> str:
@@ -339,20 +378,17 @@ class _ForkServer:
             return f"trl-mos-sandbox-uid{self.uid}"
         return f"trl-mos-sandbox-pid{os.getpid()}-{id(self):x}"
 
-    def start(self) -> None:
+    def _spawn(self, mode: list[str]) -> tuple[subprocess.Popen, socket.socket]:
         config = self.config
-        if os.geteuid() == 0 and config.drop_privileges:
-            self.uid, self._lock_fd = _claim_uid(config.uid_range)
-        to_server_r, self._to_server = os.pipe()
-        self._from_server, from_server_w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [config.python_executable or sys.executable, "-I"]
         if not config.site_packages:
             command.append("-S")
-        command += ["-X", "utf8", _RUNTIME_PATH, str(to_server_r), str(from_server_w)]
+        command += ["-X", "utf8", _RUNTIME_PATH, *mode, str(theirs.fileno())]
         try:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 command,
-                pass_fds=(to_server_r, from_server_w),
+                pass_fds=(theirs.fileno(),),
                 env=dict(_PROGRAM_ENV),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -360,15 +396,28 @@ class _ForkServer:
                 start_new_session=True,
                 cwd="/",
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
-            os.close(to_server_r)
-            os.close(from_server_w)
+            theirs.close()
+        return process, ours
+
+    def start(self) -> None:
+        config = self.config
+        if os.geteuid() == 0 and config.drop_privileges:
+            self.uid, self._lock_fd = _claim_uid(config.uid_range)
         try:
-            runtime.write_message(self._to_server, self._setup_message())
-            ready = runtime.read_message(self._from_server, deadline=time.monotonic() + 120)
+            self.process, self._socket = self._spawn([])
+            self.judge, self._judge_socket = self._spawn(["--judge"])
+            setup = self._setup_message()
+            runtime.send_json(self._socket.fileno(), setup)
+            runtime.send_json(self._judge_socket.fileno(), setup)
+            ready = runtime.recv_json(self._socket.fileno(), deadline=time.monotonic() + 120)
+            judge_ready = runtime.recv_json(self._judge_socket.fileno(), deadline=time.monotonic() + 120)
         except Exception as exc:
-            ready = f"{type(exc).__name__}: {exc}"
-        if not isinstance(ready, dict) or not ready.get("ready"):
+            ready = judge_ready = f"{type(exc).__name__}: {exc}"
+        if not isinstance(ready, dict) or not ready.get("ready") or not isinstance(judge_ready, dict):
             self.stop()
             raise SandboxUnavailableError(f"The sandbox fork server did not start (answer: {ready!r}).")
         self.capabilities = ready["capabilities"]
@@ -383,45 +432,78 @@ class _ForkServer:
             )
         self.runs = 0
 
-    def request(self, job: dict, timeout: float) -> dict:
-        """Runs one job; restarts the fork server when it misbehaves. Never raises for a program's behaviour."""
-        if self.process is None or self.process.poll() is not None or self.runs >= self.config.max_runs_per_worker:
+    def request(self, job: dict, judge_job: dict | None = None) -> tuple[dict, dict | None]:
+        """Runs one job (with `judge_job`: an assert-style test, whose verdict comes second); restarts the servers
+        when they misbehave. Never raises for a program's behaviour."""
+        if (
+            self.process is None
+            or self.process.poll() is not None
+            or self.judge.poll() is not None
+            or self.runs >= self.config.max_runs_per_worker
+        ):
             self.stop()
             self.start()
         self.runs += 1
+        wall = job["wall_timeout"]
+        channel: list[int] = []
         try:
-            runtime.write_message(self._to_server, job)
-            answer = runtime.read_message(self._from_server, deadline=time.monotonic() + timeout + 15)
+            if judge_job is not None:
+                call_r, call_w = os.pipe()
+                result_r, result_w = os.pipe()
+                channel = [call_r, call_w, result_r, result_w]
+                runtime.send_json(self._socket.fileno(), {**job, "fds": 2}, fds=(call_r, result_w))
+                runtime.send_json(self._judge_socket.fileno(), {**judge_job, "fds": 2}, fds=(call_w, result_r))
+                for fd in channel:
+                    os.close(fd)
+                channel = []
+            else:
+                runtime.send_json(self._socket.fileno(), job)
+            answer = runtime.recv_json(self._socket.fileno(), deadline=time.monotonic() + wall + 30)
             if not isinstance(answer, dict):
-                raise EOFError("the fork server closed its pipe")
-            return answer
-        except Exception as exc:  # broken pipe, end of file, timeout, garbled message: replace the fork server
+                raise EOFError("the fork server closed its socket")
+            verdict = None
+            if judge_job is not None:
+                verdict = runtime.recv_json(self._judge_socket.fileno(), deadline=time.monotonic() + wall + 30)
+                if not isinstance(verdict, dict):
+                    raise EOFError("the judge server closed its socket")
+            return answer, verdict
+        except Exception as exc:  # broken pipe, end of file, timeout, garbled message: replace the servers
+            for fd in channel:
+                os.close(fd)
             self.stop()
-            return {"error": f"sandbox error: the fork server failed ({type(exc).__name__}: {exc})"}
+            error = {"error": f"sandbox error: the fork server failed ({type(exc).__name__}: {exc})"}
+            return error, None if judge_job is None else {"verdict": "FAIL " + error["error"]}
 
     def stop(self) -> None:
-        for fd in (self._to_server, self._from_server):
-            if fd is not None:
+        """Stops both servers and returns once every process they started is gone: each is a child subreaper that, on
+        SIGTERM or end of input, kills and reaps its whole tree before it exits; a server that does not exit in time is
+        killed with its process group, and the sandbox uid is swept."""
+        for sock in (self._socket, self._judge_socket):
+            if sock is not None:
+                sock.close()
+        self._socket = self._judge_socket = None
+        for process in (self.process, self.judge):
+            if process is not None and process.poll() is None:
                 try:
-                    os.close(fd)
-                except OSError:
+                    process.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
                     pass
-        self._to_server = self._from_server = None
-        if self.process is not None:
-            if self.process.poll() is None:
+        for process in (self.process, self.judge):
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 try:
-                    self.process.wait(timeout=2)  # it exits on end of file once the current run is over
-                except subprocess.TimeoutExpired:
-                    try:
-                        os.killpg(self.process.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    self.process.wait()
-            self.process = None
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+        self.process = self.judge = None
         if self.uid is not None:
-            # runs under this uid end with the pid namespace of their supervisor; this sweep covers the rest
+            # normally nothing is left; this sweep covers a server that had to be killed
             command = [self.config.python_executable or sys.executable, "-I", "-S", _RUNTIME_PATH, "--kill-uid"]
-            subprocess.run([*command, str(self.uid)], env=dict(_PROGRAM_ENV), check=False, timeout=30)
+            subprocess.run([*command, str(self.uid)], env=dict(_PROGRAM_ENV), check=False, timeout=60)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -440,12 +522,14 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _failure_of_run(answer: dict, timeout: float) -> tuple[str, str] | None:
+def _failure_of_run(answer: dict, timeout: float, wall_timeout: float) -> tuple[str, str] | None:
     """The (status, reason) of a run that did not get to the end, or None."""
     if "error" in answer:
         return "error", answer["error"]
+    if answer.get("timed_out") == "wall":
+        return "timeout", f"timed out after {wall_timeout:g} s of wall-clock time"
     if answer.get("timed_out"):
-        return "timeout", f"timed out after {timeout:g} s"
+        return "timeout", f"timed out after {timeout:g} s of CPU time"
     report = answer.get("report", "")
     if report.startswith("SETUP "):
         return "error", f"sandbox set-up failed: {report[6:]}"
@@ -517,8 +601,8 @@ class Sandbox:
     @property
     def capabilities(self) -> dict[str, Any]:
         """What the isolation achieves on this machine, as measured by a probe program run inside the sandbox:
-        `network_namespace`, `pid_namespace`, `mount_namespace`, `private_proc`, `private_tmp`, `readonly_root`,
-        `no_new_privs`, `user_namespace`, plus `uid` (the uid programs run under, `None` when not dropped) and `probe`
+        `network_namespace`, `pid_namespace`, `mount_namespace`, `private_proc`, `minimal_root`, `private_tmp`,
+        `readonly_root`, `cgroup`, `cgroup_kill`, `no_new_privs`, `user_namespace`, plus `uid` (the uid programs run under, `None` when not dropped) and `probe`
         (what the probe saw from the inside: its uid, visible processes, whether `/` is writable, whether a socket could
         reach the loopback device)."""
         slots = self._ensure_started()
@@ -537,7 +621,8 @@ class Sandbox:
         return [slot.uid for slot in self._all_slots if slot.uid is not None]
 
     def close(self) -> None:
-        """Stops the fork servers and removes the temporary directories."""
+        """Stops the fork and judge servers and removes the temporary directories. Returns only once every process the
+        sandbox started (servers, supervisors, programs and whatever they forked) is gone."""
         with self._lock:
             if self._owner_pid == os.getpid():
                 for slot in self._all_slots:
@@ -570,23 +655,28 @@ class Sandbox:
             the sandbox itself failed.
         """
         timeout = timeout or self.config.timeout
-        answer = self._request({"kind": "stdio", "program": program, "stdin": stdin or "", "timeout": timeout})
+        answer = self._request(self._stdio_job(program, stdin or "", timeout))[0]
         for key in ("stdout", "stderr"):
             if key in answer:
                 answer[key] = _decode(answer[key])
-        answer.pop("token_ok", None)
+        answer["timed_out"] = bool(answer.get("timed_out"))
         answer.pop("report", None)
         return answer
 
-    def _request(self, job: dict) -> dict:
+    def _stdio_job(self, program: str, stdin: str, timeout: float) -> dict:
+        wall = self.config.wall_timeout_for(timeout)
+        return {"kind": "stdio", "program": program, "stdin": stdin, "timeout": timeout, "wall_timeout": wall}
+
+    def _request(self, job: dict, judge_job: dict | None = None) -> tuple[dict, dict | None]:
         slots = self._ensure_started()
         slot = slots.get()
         try:
-            return slot.request(job, job["timeout"])
+            return slot.request(job, judge_job)
         except SandboxUnavailableError:
             raise
         except Exception as exc:  # starting a fork server failed: report it for this program, keep going
-            return {"error": f"sandbox error: {type(exc).__name__}: {exc}"}
+            error = {"error": f"sandbox error: {type(exc).__name__}: {exc}"}
+            return error, None if judge_job is None else {"verdict": "FAIL " + error["error"]}
         finally:
             slots.put(slot)
 
@@ -610,28 +700,29 @@ class Sandbox:
             return CheckResult(False, "failed", "malformed test: the test code is empty", tests_total=1)
         if check.entry_point is not None and (not isinstance(check.entry_point, str) or not check.entry_point):
             return CheckResult(False, "failed", "malformed test: `entry_point` must be a function name", tests_total=1)
-        job = {
-            "kind": "assert",
-            "program": program,
+        if check.context is not None and not isinstance(check.context, str):
+            return CheckResult(False, "failed", "malformed test: `context` must be code (a string)", tests_total=1)
+        wall = self.config.wall_timeout_for(timeout)
+        # the program goes to the fork server, the test to the judge server: no process that runs the program ever
+        # holds the test, and the verdict is the judge's
+        job = {"kind": "assert", "program": program, "timeout": timeout, "wall_timeout": wall}
+        judge_job = {
             "test": check.test,
             "entry_point": check.entry_point,
-            "timeout": timeout,
+            "context": check.context,
+            "wall_timeout": wall,
+            "max_value_bytes": self.config.max_value_bytes,
+            "address_space": None if self.config.memory_limit_mb is None else self.config.memory_limit_mb << 20,
         }
-        answer = self._request(job)
+        answer, verdict = self._request(job, judge_job)
         stdout, stderr = _decode(answer.get("stdout", b"")), _decode(answer.get("stderr", b""))
         duration = answer.get("duration", 0.0)
-        failure = _failure_of_run(answer, timeout)
-        if failure is None and answer.get("token_ok") and answer.get("returncode") == 0:
+        failure = _failure_of_run(answer, timeout, wall)
+        text = str((verdict or {}).get("verdict", "FAIL sandbox error: no verdict"))
+        if failure is None and text == "PASS":
             return CheckResult(True, "passed", "", 1, 1, stdout, stderr, duration)
-        if failure is None:
-            report = answer.get("report", "")
-            if report.startswith("FAIL "):
-                failure = ("failed", report[5:])
-            else:
-                failure = (
-                    "failed",
-                    f"the program ended before the tests finished (exit code {answer.get('returncode')})",
-                )
+        if failure is None or (failure[0] == "failed" and text.startswith("FAIL malformed test")):
+            failure = ("failed", text[5:] if text.startswith("FAIL ") else text)
         return CheckResult(False, failure[0], failure[1], 0, 1, stdout, stderr, duration)
 
     def _check_stdio(self, check: ProgramCheck, program: str, timeout: float) -> CheckResult:
@@ -657,10 +748,10 @@ class Sandbox:
             return CheckResult(False, "failed", f"malformed test: case {bad[0]} is not a pair of strings", 0, total)
         duration, stdout, stderr = 0.0, "", ""
         for index, (stdin, expected) in enumerate(zip(inputs, outputs, strict=True)):
-            answer = self._request({"kind": "stdio", "program": program, "stdin": stdin, "timeout": timeout})
+            answer = self._request(self._stdio_job(program, stdin, timeout))[0]
             duration += answer.get("duration", 0.0)
             stdout, stderr = _decode(answer.get("stdout", b"")), _decode(answer.get("stderr", b""))
-            failure = _failure_of_run(answer, timeout)
+            failure = _failure_of_run(answer, timeout, self.config.wall_timeout_for(timeout))
             if failure is None and answer.get("stdout_truncated"):
                 failure = ("failed", f"the output exceeded {self.config.max_output_bytes} bytes")
             if failure is None and answer.get("returncode") != 0:
