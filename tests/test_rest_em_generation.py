@@ -17,9 +17,8 @@ from trl_mos.rest_em.generation import (
     SamplingSettings,
     TransformersBackend,
     is_vllm_available,
-    run_sharded_generation,
-    shard_path,
 )
+from trl_mos.rest_em.sharding import run_sharded_generation, shard_path
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.testing import build_tiny_model
 
@@ -57,7 +56,7 @@ class RecordingBackend:
     lockstep = False
 
     def __init__(self, trainer):
-        self.trainer = trainer
+        self.accelerator = trainer.accelerator
         self.calls = []
 
     def generate(self, prompt_ids, settings, seed):
@@ -115,11 +114,17 @@ def test_saved_shards_are_read_back_and_truncated_ones_regenerated(trainer, tmp_
     assert strip(resumed) == strip(json.loads(json.dumps(full)))
 
 
+def _default_backend(trainer):
+    return TransformersBackend(
+        trainer.model, trainer.processing_class, trainer.accelerator, batch_size=trainer.args.generation_batch_size
+    )
+
+
 def test_default_backend_matches_a_bare_generate_call(trainer, tiny_tokenizer, problems):
     prompts = problems["train"]["prompt"][:5]
     prompt_ids = tokenize_prompts(tiny_tokenizer, prompts)
     settings = SamplingSettings(3, 10, temperature=0.7, top_k=40)
-    ours = TransformersBackend(trainer).generate(prompt_ids, settings, seed=11)
+    ours = _default_backend(trainer).generate(prompt_ids, settings, seed=11)
     config = settings.generation_config(tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id)
     with torch.random.fork_rng():
         torch.manual_seed(11)
@@ -127,10 +132,10 @@ def test_default_backend_matches_a_bare_generate_call(trainer, tiny_tokenizer, p
         bare = generate_token_ids(trainer.model, tiny_tokenizer, prompts, config, batch_size=batch)
     assert ours == bare
     assert [len(samples) for samples in ours] == [3] * 5
-    assert ours != TransformersBackend(trainer).generate(prompt_ids, settings, seed=12)
+    assert ours != _default_backend(trainer).generate(prompt_ids, settings, seed=12)
     # generation leaves torch's global random state alone
     state = torch.get_rng_state()
-    TransformersBackend(trainer).generate(prompt_ids[:1], settings, seed=1)
+    _default_backend(trainer).generate(prompt_ids[:1], settings, seed=1)
     assert torch.equal(state, torch.get_rng_state())
 
 
@@ -149,7 +154,9 @@ def test_continuous_batching_backend(trainer, tiny_tokenizer, problems, monkeypa
         trainer.args, "transformers_continuous_batching_config", {"num_blocks": 16, "max_batch_tokens": 256}
     )
     prompt_ids = tokenize_prompts(tiny_tokenizer, problems["train"]["prompt"][:3])
-    out = ContinuousBatchingBackend(trainer).generate(prompt_ids, SamplingSettings(2, 6, temperature=0.7), seed=3)
+    out = ContinuousBatchingBackend(
+        trainer.model, tiny_tokenizer, trainer.accelerator, config=trainer.args.transformers_continuous_batching_config
+    ).generate(prompt_ids, SamplingSettings(2, 6, temperature=0.7), seed=3)
     assert [len(samples) for samples in out] == [2, 2, 2]
     for samples in out:
         for ids in samples:

@@ -279,7 +279,7 @@ class ScriptedBackend(GenerationBackend):
     """Answers from a script: prompt index -> greedy answer and sampled answers."""
 
     def __init__(self, trainer, prompt_ids, greedy, sampled):
-        super().__init__(trainer)
+        super().__init__(trainer.model, trainer.processing_class, trainer.accelerator)
         self.index = {tuple(ids): i for i, ids in enumerate(prompt_ids)}
         self.greedy, self.sampled = greedy, sampled
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import TrainingArguments
 from trl import SFTConfig
 
 
@@ -249,6 +250,21 @@ class ReSTEMConfig(SFTConfig):
     transformers_continuous_batching_config: dict[str, Any] | str | None = field(
         default=None, metadata={"help": "Keyword arguments of transformers' ContinuousBatchingConfig."}
     )
+
+    @classmethod
+    def from_args(cls, args: TrainingArguments | None, model: Any = None) -> ReSTEMConfig:
+        """`args` as a `ReSTEMConfig`: itself, a copy of another `TrainingArguments` (e.g. an `SFTConfig`) with the
+        ReST^EM defaults, or, for `None`, the default config with `output_dir="{model name}-ReSTEM"`."""
+        if isinstance(args, cls):
+            return args
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            return cls(f"{model_name.split('/')[-1]}-ReSTEM")
+        dict_args = args.to_dict()
+        for key in dict_args:
+            if key.endswith("_token"):  # to_dict hides these (hub_token, and SFTConfig's eos_token, pad_token)
+                dict_args[key] = getattr(args, key)
+        return cls(**dict_args)
 
     def __post_init__(self):
         super().__post_init__()

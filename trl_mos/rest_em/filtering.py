@@ -100,6 +100,28 @@ def select_solutions(
     return kept
 
 
+def prompt_completion_rows(samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL's prompt–completion rows of kept samples (`prompt`, `completion` text): a conversational prompt gets the
+    completion as an assistant message.
+
+    Example:
+
+    ```python
+    >>> prompt_completion_rows([{"prompt": [{"role": "user", "content": "1+1?"}], "completion": "2"}])
+    [{'prompt': [{'role': 'user', 'content': '1+1?'}], 'completion': [{'role': 'assistant', 'content': '2'}]}]
+    ```
+    """
+    return [
+        {
+            "prompt": r["prompt"],
+            "completion": r["completion"]
+            if isinstance(r["prompt"], str)
+            else [{"role": "assistant", "content": r["completion"]}],
+        }
+        for r in samples
+    ]
+
+
 def summarize_samples(records: Sequence[dict[str, Any]], kept: Sequence[dict[str, Any]]) -> dict[str, float]:
     """The E-step statistics ReST^EM logs.
 

@@ -1,0 +1,130 @@
+# Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+"""Sharded generation across processes, with resumable shard files.
+
+[`run_sharded_generation`] cuts the prompts into shards of `shard_size`, skips the shards already saved, hands the
+others round-robin to the processes, samples each shard with its own seed, saves it atomically, and returns every
+shard's payload on every process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from accelerate.utils import broadcast_object_list, gather_object
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .filtering import atomic_write_json, derive_seed, read_json
+from .generation import GenerationBackend, SamplingSettings
+
+
+logger = logging.get_logger(__name__)
+
+
+def shard_path(shard_dir: str, shard_index: int) -> str:
+    """The file of shard `shard_index`."""
+    return os.path.join(shard_dir, f"shard-{shard_index:05d}.json")
+
+
+def run_sharded_generation(
+    backend: GenerationBackend,
+    prompt_ids: list[list[int]],
+    settings: SamplingSettings,
+    shard_size: int,
+    seed: int,
+    process_shard: Callable[[int, list[int], list[list[list[int]]]], dict[str, Any]],
+    shard_dir: str | None = None,
+    description: str = "Generating",
+    show_progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Generates for every prompt exactly once, spread over the processes, and returns every shard on every process.
+
+    Shard `s` holds prompts `[s * shard_size, (s + 1) * shard_size)` and is sampled with the seed
+    `derive_seed(seed, "shard", s)`, so the samples depend neither on the number of processes nor on which process
+    generated them. With `shard_dir`, every finished shard is saved there atomically and shards already saved (as seen
+    by the main process) are read back instead of generated again.
+
+    Args:
+        backend ([`GenerationBackend`]): generates token ids.
+        prompt_ids (`list[list[int]]`): every tokenized prompt, identical on all processes.
+        settings ([`SamplingSettings`]): how to sample.
+        shard_size (`int`): prompts per shard.
+        seed (`int`): seed of this generation pass (e.g. derived from the run's seed and the iteration).
+        process_shard (`Callable`): `process_shard(shard_index, prompt_indices, completion_ids)` returns the shard's
+            JSON-serialisable payload (e.g. decoded and verified samples); it runs on the process that generated it.
+        shard_dir (`str`, *optional*): where shards are saved; `None` keeps them in memory only.
+        description (`str`, *optional*, defaults to `"Generating"`): progress bar label.
+        show_progress (`bool`, *optional*, defaults to `True`): show a progress bar on the main process.
+
+    Returns:
+        `list[dict]`: the payload of every shard, in shard order, each with `shard`, `rank`, `seconds` (generation
+        wall-clock time) and `num_tokens` (generated tokens) added.
+    """
+    accelerator = backend.accelerator
+    num_shards = math.ceil(len(prompt_ids) / shard_size)
+    saved: dict[int, dict[str, Any]] = {}
+    if shard_dir is not None and accelerator.is_main_process:
+        for shard in range(num_shards):
+            payload = read_json(shard_path(shard_dir, shard))
+            if payload is not None and payload.get("shard") == shard:
+                saved[shard] = payload
+    done = (
+        broadcast_object_list([sorted(saved)], from_process=0)[0] if accelerator.num_processes > 1 else sorted(saved)
+    )
+    pending = [shard for shard in range(num_shards) if shard not in set(done)]
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = pending[rank::world]
+    rounds = math.ceil(len(pending) / world) if backend.lockstep else len(mine)
+    if done and accelerator.is_main_process:
+        logger.info(f"{description}: {len(done)} of {num_shards} shards already saved, generating {len(pending)}.")
+
+    produced = []
+    progress = tqdm(  # the main process's shards: all processes get about as many
+        total=len(mine),
+        desc=description,
+        unit="shard",
+        disable=not (show_progress and accelerator.is_main_process),
+        leave=False,
+    )
+    for round_index in range(rounds):
+        if round_index < len(mine):
+            shard = mine[round_index]
+            indices = list(range(shard * shard_size, min((shard + 1) * shard_size, len(prompt_ids))))
+        else:  # lockstep padding: take part in the collective call with a throwaway copy of the last shard's prompts
+            shard, indices = None, list(range(max(0, len(prompt_ids) - shard_size), len(prompt_ids)))
+        if backend.lockstep and len(indices) < shard_size:  # every process sends equally many prompts
+            indices = indices + [indices[-1]] * (shard_size - len(indices))
+        start = time.perf_counter()
+        completions = backend.generate([prompt_ids[i] for i in indices], settings, derive_seed(seed, "shard", shard))
+        seconds = time.perf_counter() - start
+        if shard is None:
+            continue
+        size = min(shard_size, len(prompt_ids) - shard * shard_size)
+        indices, completions = indices[:size], completions[:size]
+        payload = process_shard(shard, indices, completions)
+        payload.update(
+            shard=shard, rank=rank, seconds=seconds, num_tokens=sum(len(c) for per in completions for c in per)
+        )
+        if shard_dir is not None:
+            atomic_write_json(shard_path(shard_dir, shard), payload)
+        produced.append(payload)
+        progress.update(1)
+    progress.close()
+
+    gathered = gather_object(produced) if world > 1 else produced
+    if world > 1:  # the main process adds the shards it read back, then everyone gets everything
+        everything = (
+            sorted([*gathered, *saved.values()], key=lambda p: p["shard"]) if accelerator.is_main_process else None
+        )
+        everything = broadcast_object_list([everything], from_process=0)[0]
+    else:
+        everything = sorted([*gathered, *saved.values()], key=lambda p: p["shard"])
+    if [p["shard"] for p in everything] != list(range(num_shards)):
+        raise RuntimeError(
+            f"{description}: expected shards 0..{num_shards - 1}, got {[p['shard'] for p in everything]}."
+        )
+    return everything
