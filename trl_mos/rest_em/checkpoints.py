@@ -40,3 +40,36 @@ def save_model_atomically(trainer: Trainer, path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
         os.replace(temporary, path)
     trainer.accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(output_dir: str, limit: int | None) -> list[str]:
+    """Deletes all but the newest `limit` M-step checkpoints of the whole run (`output_dir/iteration-*/checkpoint-*`,
+    ordered by iteration, then step): `save_total_limit` across iterations. Returns the deleted paths."""
+    if limit is None:
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        if name.startswith("iteration-") and name.split("-")[-1].isdigit():
+            directory = os.path.join(output_dir, name)
+            for checkpoint in os.listdir(directory):
+                if checkpoint.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and checkpoint.split("-")[-1].isdigit():
+                    found.append((int(name.split("-")[-1]), int(checkpoint.split("-")[-1]), checkpoint, directory))
+    found.sort()
+    deleted = [
+        os.path.join(directory, checkpoint) for *_, checkpoint, directory in found[: max(0, len(found) - limit)]
+    ]
+    for path in deleted:
+        shutil.rmtree(path, ignore_errors=True)
+    return deleted
+
+
+def prune_iteration_models(output_dir: str, keep: set[int]) -> list[str]:
+    """Deletes the final weights (`iteration-{i}/model`) of every iteration not in `keep`. Returns the deleted paths."""
+    deleted = []
+    for name in os.listdir(output_dir):
+        if name.startswith("iteration-") and name.split("-")[-1].isdigit() and int(name.split("-")[-1]) not in keep:
+            path = os.path.join(output_dir, name, "model")
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+                deleted.append(path)
+    return deleted

@@ -77,3 +77,30 @@ def warn_about_settings(args, eval_dataset: Dataset | None) -> None:
             "`completion_only_loss=False`: the M-step trains on the prompt tokens too, unlike ReST^EM, whose loss is "
             "on the solution tokens only."
         )
+
+
+def check_max_length(prompt_ids: Sequence[Sequence[int]], args) -> None:
+    """Checks, before anything is generated, that the M-step's `max_length` leaves room for the solutions: refuses
+    when some problem's prompt alone fills it (its solutions would be cut away entirely), and warns with the numbers
+    when kept solutions may be cut. Without truncation (`max_length=None`) or with packing there is nothing to check."""
+    max_length = args.max_length
+    if max_length is None or args.packing or getattr(args, "truncation_mode", "keep_start") != "keep_start":
+        return
+    lengths = [len(ids) for ids in prompt_ids]
+    longest, budget = max(lengths), args.max_completion_length
+    no_room = sum(1 for n in lengths if n >= max_length)
+    if no_room:
+        raise ValueError(
+            f"`max_length={max_length}` leaves no room for a solution after {no_room} of the {len(lengths)} training "
+            f"prompts (the longest has {longest} tokens): the M-step would train on none of their solutions' tokens. "
+            f"Raise `max_length` to at least {longest + budget} (the longest prompt + `max_completion_length`), set "
+            "`max_length=None`, or drop those problems."
+        )
+    if longest + budget > max_length:
+        cut = sum(1 for n in lengths if n + budget > max_length)
+        logger.warning(
+            f"`max_length={max_length}` is shorter than the longest prompt ({longest} tokens) + "
+            f"`max_completion_length` ({budget}) = {longest + budget}: the kept solutions of up to {cut} of the "
+            f"{len(lengths)} problems may be cut in the M-step (by up to {longest + budget - max_length} tokens). "
+            f"Raise `max_length` to {longest + budget} or set it to `None` to train on whole solutions."
+        )

@@ -11,9 +11,19 @@ from typing import Any
 from datasets import Dataset
 
 from ..verifiers import VerifierSuite
-from .filtering import atomic_write_json, atomic_write_jsonl, derive_seed, select_solutions, summarize_samples
+from .filtering import (
+    atomic_write_json,
+    atomic_write_jsonl,
+    count_samples,
+    derive_seed,
+    select_solutions,
+    summarize_counts,
+)
 from .generation import ContinuousBatchingBackend, GenerationBackend, SamplingSettings, TransformersBackend
-from .sharding import run_sharded_generation
+from .sharding import read_shard, run_sharded_generation, shard_path
+
+
+PROMPTS_NAME = "prompts.jsonl"
 
 
 def build_backend(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> GenerationBackend:
@@ -52,16 +62,31 @@ def build_backend(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> Ge
 class SampleVerifier:
     """Decodes and verifies completions into sample records (see [`~trl_mos.rest_em.filtering`]).
 
+    A record's `status` is the verdict's (`"accepted"`, `"rejected"` or `"error"`: the verifier could not judge), and
+    `accepted` what ReST^EM makes of it: `True`, `False`, or `None` for an error excluded from both (see
+    `verifier_error_policy`). An unfinished sample (no end-of-sequence token) is rejected unless `keep_unfinished`.
+
     Args:
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): decodes the completions.
         suite ([`~trl_mos.verifiers.VerifierSuite`]): scores them.
         answer_extractor (`Callable[[str], str | None]`): extracts a completion's final answer (for maj@k).
+        keep_unfinished (`bool`, *optional*, defaults to `False`): accept unfinished samples the verifiers accept.
+        error_policy (`str`, *optional*, defaults to `"exclude"`): `"exclude"` or `"reject"` verifier errors.
     """
 
-    def __init__(self, tokenizer: Any, suite: VerifierSuite, answer_extractor: Callable[[str], str | None]):
+    def __init__(
+        self,
+        tokenizer: Any,
+        suite: VerifierSuite,
+        answer_extractor: Callable[[str], str | None],
+        keep_unfinished: bool = False,
+        error_policy: str = "exclude",
+    ):
         self.tokenizer = tokenizer
         self.suite = suite
         self.answer_extractor = answer_extractor
+        self.keep_unfinished = keep_unfinished
+        self.error_policy = error_policy
 
     def __call__(
         self,
@@ -93,21 +118,47 @@ class SampleVerifier:
         samples, j = [], 0
         for position, per_prompt in enumerate(completion_ids):
             for sample_index, ids in enumerate(per_prompt):
+                finished = bool(ids) and ids[-1] in eos_ids
+                status, accepted, reason = self._decide(verdicts[j], finished)
                 record = {
                     "prompt_index": indices[position],
                     "sample_index": sample_index,
                     "completion": texts[j],
                     "num_tokens": len(ids),
-                    "finished": bool(ids) and ids[-1] in eos_ids,
-                    "accepted": verdicts[j].accepted,
+                    "finished": finished,
+                    "status": status,
+                    "accepted": accepted,
                     "scores": verdicts[j].scores,
-                    "reason": verdicts[j].reason,
+                    "reason": reason,
                 }
                 if with_answers:
                     record["answer"] = self.answer_extractor(texts[j])
                 samples.append(record)
                 j += 1
         return samples
+
+    def _decide(self, verdict: Any, finished: bool) -> tuple[str, bool | None, str]:
+        """`(status, accepted, reason)` of one sample from its verdict."""
+        status = verdict_status(verdict)
+        reason = verdict.reason
+        if status == "error":
+            return status, (None if self.error_policy == "exclude" else False), reason
+        if not finished and not self.keep_unfinished:
+            unfinished = "unfinished: no end-of-sequence token within max_completion_length"
+            return status, False, f"{unfinished}; {reason}" if reason else unfinished
+        return status, status == "accepted", reason
+
+
+def verdict_status(verdict: Any) -> str:
+    """`"accepted"`, `"rejected"` or `"error"` (the verifier could not judge). Uses the verdict's `status` when it
+    has one; otherwise an unaccepted verdict with a `"verifier error: "` reason from a member is an error."""
+    status = getattr(verdict, "status", None)
+    if status is not None:
+        return status
+    if verdict.accepted:
+        return "accepted"
+    reasons = getattr(verdict, "reasons", {}) or {}
+    return "error" if any(str(r).startswith("verifier error: ") for r in reasons.values()) else "rejected"
 
 
 def eos_ids_of(backend: GenerationBackend) -> list[int]:
@@ -128,7 +179,10 @@ def run_e_step(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """One E-step: samples `args.num_samples_per_prompt` solutions per problem, verifies them and keeps at most
     `args.max_solutions_per_prompt` accepted ones per problem. The main process writes `samples.jsonl` (every sample,
-    with its verdict and whether it was kept), `kept.jsonl` and `summary.json` to `iteration_dir`.
+    with its verdict and whether it was kept; streamed from the shard files), `kept.jsonl` (the M-step's
+    prompt–completion pairs) and `summary.json` to `iteration_dir`, and the problems' prompts once per run to
+    `prompts.jsonl` beside it (samples refer to them by `prompt_index`). Only the accepted samples and the counts of
+    each shard travel between the processes.
 
     Args:
         backend ([`GenerationBackend`]): generates.
@@ -142,7 +196,7 @@ def run_e_step(
 
     Returns:
         `tuple[list[dict], dict[str, float]]`: the kept `{prompt_index, sample_index, prompt, completion}` rows and the
-        E-step statistics (see [`~trl_mos.rest_em.filtering.summarize_samples`], plus `generation_tokens_per_s`).
+        E-step statistics (see [`~trl_mos.rest_em.filtering.summarize_counts`], plus `generation_tokens_per_s`).
     """
     settings = SamplingSettings(
         args.num_samples_per_prompt,
@@ -151,6 +205,7 @@ def run_e_step(
         top_k=args.top_k,
         top_p=args.top_p,
     )
+    shard_dir = os.path.join(iteration_dir, "shards")
     payloads = run_sharded_generation(
         backend,
         prompt_ids,
@@ -158,15 +213,16 @@ def run_e_step(
         shard_size=args.generation_shard_size,
         seed=derive_seed(args.seed, "e-step", iteration),
         process_shard=process_shard,
-        shard_dir=os.path.join(iteration_dir, "shards"),
+        shard_dir=shard_dir,
         description=f"ReST^EM iteration {iteration}: sampling",
         show_progress=not args.disable_tqdm,
+        reduce=candidates_and_counts,  # every sample stays on disk; only the accepted ones travel
     )
-    records = [record for payload in payloads for record in payload["samples"]]
+    candidates = [record for payload in payloads for record in payload["accepted"]]
     kept = select_solutions(
-        records, args.max_solutions_per_prompt, args.deduplicate_solutions, seed=args.seed, iteration=iteration
+        candidates, args.max_solutions_per_prompt, args.deduplicate_solutions, seed=args.seed, iteration=iteration
     )
-    stats = summarize_samples(records, kept)
+    stats = summarize_counts([payload["counts"] for payload in payloads], kept)
     seconds_per_rank: dict[int, float] = {}
     for payload in payloads:
         seconds_per_rank[payload["rank"]] = seconds_per_rank.get(payload["rank"], 0.0) + payload["seconds"]
@@ -183,13 +239,28 @@ def run_e_step(
     ]
     if is_main_process:
         kept_ids = {(r["prompt_index"], r["sample_index"]) for r in kept}
+        prompts_path = os.path.join(os.path.dirname(iteration_dir), PROMPTS_NAME)
+        if not os.path.exists(prompts_path):  # the problems, once per run: samples refer to them by index
+            atomic_write_jsonl(prompts_path, ({"prompt_index": i, "prompt": p} for i, p in enumerate(prompts)))
         atomic_write_jsonl(
             os.path.join(iteration_dir, "samples.jsonl"),
             (
-                {**r, "prompt": prompts[r["prompt_index"]], "kept": (r["prompt_index"], r["sample_index"]) in kept_ids}
-                for r in records
+                {**r, "kept": (r["prompt_index"], r["sample_index"]) in kept_ids}
+                for shard in range(len(payloads))
+                for r in read_shard(shard_path(shard_dir, shard))["samples"]
             ),
         )
         atomic_write_jsonl(os.path.join(iteration_dir, "kept.jsonl"), kept_rows)
         atomic_write_json(os.path.join(iteration_dir, "summary.json"), {"iteration": iteration, **stats})
     return kept_rows, stats
+
+
+def candidates_and_counts(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a shard of the E-step sends to the other processes: its counts and its accepted samples (the candidates
+    of the selection), not every sample."""
+    accepted = [
+        {key: r[key] for key in ("prompt_index", "sample_index", "completion", "accepted")}
+        for r in payload["samples"]
+        if r["accepted"]
+    ]
+    return {"accepted": accepted, "counts": count_samples(payload["samples"])}

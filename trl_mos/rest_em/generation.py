@@ -26,6 +26,7 @@ from transformers import GenerationConfig
 from transformers.utils import logging
 
 from ..generation import _cut_at_eos, generate_from_token_ids
+from .weights import is_sharded
 
 
 logger = logging.get_logger(__name__)
@@ -104,8 +105,13 @@ class GenerationBackend:
         self.tokenizer = tokenizer
         self.accelerator = accelerator
 
-    #: Whether every process must call [`generate`] equally often with equally many prompts (collective backends).
-    lockstep: bool = False
+    @property
+    def lockstep(self) -> bool:
+        """Whether every process must call [`generate`] equally often with equally many prompts: with several processes
+        over a sharded model (FSDP, DeepSpeed ZeRO-3) every forward pass gathers parameters from all of them.
+        [`~trl_mos.rest_em.sharding.run_sharded_generation`] then pads with throw-away work. (The vLLM backend sets
+        it to `True`: its server gathers the prompts of every process.)"""
+        return self.accelerator.num_processes > 1 and is_sharded(self.accelerator)
 
     def eos_token_id(self) -> int | list[int]:
         """The end-of-sequence token id(s) generation stops at: the model's `generation_config`, else the tokenizer's."""
@@ -160,8 +166,11 @@ class TransformersBackend(GenerationBackend):
     def generate(self, prompt_ids, settings, seed):
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
         prompts_per_call = max(1, self.batch_size // settings.num_samples)
+        # over a sharded model a process that is done keeps taking part in its peers' forward passes (`synced_gpus`)
         with unwrapped(self) as model, seeded(seed, self.accelerator.device):
-            return generate_from_token_ids(model, self.tokenizer, prompt_ids, config, batch_size=prompts_per_call)
+            return generate_from_token_ids(
+                model, self.tokenizer, prompt_ids, config, batch_size=prompts_per_call, synced_gpus=self.lockstep
+            )
 
 
 class ContinuousBatchingBackend(GenerationBackend):
@@ -183,6 +192,13 @@ class ContinuousBatchingBackend(GenerationBackend):
         gradient_checkpointing_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__(model, tokenizer, accelerator)
+        if self.lockstep:
+            raise ValueError(
+                "transformers' continuous batching cannot generate over a model sharded on several processes (FSDP or "
+                "DeepSpeed ZeRO-3): each process would run a different number of forward passes, and every one of "
+                "them is a collective. Use the default backend (`use_transformers_continuous_batching=False`) or "
+                "`use_vllm=True`."
+            )
         from transformers.generation import ContinuousBatchingConfig
 
         self.config_kwargs = dict(config or {})

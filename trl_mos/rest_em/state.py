@@ -8,6 +8,7 @@ It is saved as `output_dir/restem_state.json` after every stage, so that an inte
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -42,6 +43,18 @@ FINGERPRINT_FIELDS = (
     "eval_top_p",
     "selection_metric",
     "evaluate_base",
+    # the M-step's schedule and data
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "weight_decay",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "completion_only_loss",
+    "packing",
 )
 
 
@@ -110,6 +123,8 @@ class RunState:
         iterations_without_improvement (`int`): validated iterations since the last improvement.
         stopped_at (`int`, *optional*): the iteration after which early stopping ended the run.
         finished (`bool`): whether `train()` returned.
+        log_history (`list[dict]`): every log entry of the run so far (E-step, M-step and validation), each with
+            `restem/iteration` and its `step` on the run's step axis (optimizer steps of all M-steps so far).
     """
 
     fingerprint: dict[str, Any]
@@ -120,6 +135,7 @@ class RunState:
     iterations_without_improvement: int = 0
     stopped_at: int | None = None
     finished: bool = False
+    log_history: list[dict[str, Any]] = field(default_factory=list)
     version: int = STATE_VERSION
 
     def record(self, iteration: int) -> IterationRecord:
@@ -129,6 +145,10 @@ class RunState:
     def weights_of(self, iteration: int) -> int:
         """Which saved weights iteration `iteration` ended with (`0`: the base model)."""
         return 0 if iteration == 0 else self.iterations[iteration].weights
+
+    def total_steps(self) -> int:
+        """Optimizer steps of every finished M-step: where the run's step axis stands."""
+        return sum(record.steps for record in self.iterations.values())
 
     def last_evaluated(self) -> int:
         """The last finished iteration (`0` if none)."""
@@ -211,23 +231,42 @@ class RunState:
 # Resume decisions
 
 
-def fingerprint(args: Any, num_train_problems: int, num_eval_problems: int) -> dict[str, Any]:
+def fingerprint(
+    args: Any, num_train_problems: int, num_eval_problems: int, model: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The settings that change a run's results, which a resume must share with the interrupted run.
 
     Args:
         args ([`ReSTEMConfig`]): the run's configuration.
         num_train_problems (`int`): size of `train_dataset`.
         num_eval_problems (`int`): size of `eval_dataset` (`0` without one).
+        model (`dict`, *optional*): what identifies the base model, e.g. `{"name_or_path": ..., "parameters": ...,
+            "digest": ...}` (see [`~trl_mos.rest_em.weights.BaseWeights.digest`]).
     """
-    values = {name: getattr(args, name) for name in FINGERPRINT_FIELDS}
+    values = {name: _jsonable(getattr(args, name, None)) for name in FINGERPRINT_FIELDS}
     values["num_train_problems"] = num_train_problems
     values["num_eval_problems"] = num_eval_problems
+    if model is not None:
+        values["model"] = model
     return values
 
 
 def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The settings of `current` that differ from `saved`: `{name: (saved value, current value)}`."""
-    return {k: (saved.get(k), v) for k, v in current.items() if saved.get(k) != v}
+    """The settings of `current` that differ from `saved`: `{name: (saved value, current value)}`. Settings `saved`
+    does not record (a run started by an older version) are not compared."""
+    different = {}
+    for key, value in current.items():
+        old = saved.get(key)
+        if key in saved and isinstance(old, dict) and isinstance(value, dict):
+            different.update({f"{key}.{k}": pair for k, pair in fingerprint_differences(old, value).items()})
+        elif key in saved and _jsonable(old) != _jsonable(value):
+            different[key] = (old, value)
+    return different
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists, enums their values)."""
+    return json.loads(json.dumps(value, default=lambda v: getattr(v, "value", str(v))))
 
 
 def wants_resume(resume_from_checkpoint: str | bool | None, output_dir: str) -> bool:

@@ -22,8 +22,8 @@ from transformers.utils import logging
 
 from ..generation import tokenize_prompts
 from ..verifiers import VerifierSuite, extract_answer
-from .checkpoints import last_checkpoint, save_model_atomically
-from .checks import check_problems, check_verifiers, warn_about_settings
+from .checkpoints import last_checkpoint, prune_checkpoints, prune_iteration_models, save_model_atomically
+from .checks import check_max_length, check_problems, check_verifiers, warn_about_settings
 from .config import ReSTEMConfig
 from .e_step import SampleVerifier, build_backend, eos_ids_of, run_e_step
 from .filtering import derive_seed, prompt_completion_rows
@@ -154,7 +154,13 @@ class ReSTEMTrainer(MStepTrainer):
         self.train_problems = train_dataset
         self.eval_problems = eval_dataset
         self.answer_extractor = answer_extractor or extract_answer
-        self.sample_verifier = SampleVerifier(self._tokenizer, self.verifier_suite, self.answer_extractor)
+        self.sample_verifier = SampleVerifier(
+            self._tokenizer,
+            self.verifier_suite,
+            self.answer_extractor,
+            keep_unfinished=args.keep_unfinished,
+            error_policy=args.verifier_error_policy,
+        )
         self.history: list[dict[str, Any]] = []
         self.best_iteration: int | None = None
         self._backend: GenerationBackend | None = None
@@ -188,9 +194,10 @@ class ReSTEMTrainer(MStepTrainer):
         """
         if trial is not None:
             raise ValueError("Hyper-parameter search is not supported by ReSTEMTrainer.")
+        self._train_prompt_ids = tokenize_prompts(self._tokenizer, self.train_problems["prompt"])
+        check_max_length(self._train_prompt_ids, self.args)  # before anything is written or generated
         state = self._start_or_resume(wants_resume(resume_from_checkpoint, self.args.output_dir))
         self._ensure_weights(0)  # a run starts from the base model
-        self._train_prompt_ids = tokenize_prompts(self._tokenizer, self.train_problems["prompt"])
         if self.eval_problems is not None and self.args.evaluate_base:
             self._validate(0)  # the base model is "iteration 0", which the selection may return
         for iteration in range(1, self.args.num_iterations + 1):
@@ -198,6 +205,7 @@ class ReSTEMTrainer(MStepTrainer):
                 break
             if state.record(iteration).stage == Stage.EVALUATED:
                 continue
+            self._log_iteration = iteration
             kept = self._generate_and_filter(iteration)  # E-step: sample, verify, keep the correct solutions
             self._improve(iteration, kept, ignore_keys_for_eval)  # M-step: fine-tune the base model on them
             self._validate(iteration)  # select the best iteration on the validation problems
@@ -225,8 +233,8 @@ class ReSTEMTrainer(MStepTrainer):
             )
             self.accelerator.wait_for_everyone()
             record.stage, record.e_step = Stage.FILTERED, stats
-            self._save_state()
             self.log({"restem/iteration": iteration, **{f"restem/{k}": v for k, v in stats.items()}})
+            self._save_state()
         if self._is_main:  # the saved samples supersede the shards
             shutil.rmtree(os.path.join(iteration_dir, "shards"), ignore_errors=True)
         return kept
@@ -253,6 +261,8 @@ class ReSTEMTrainer(MStepTrainer):
             record.train_loss, record.steps = output.training_loss, output.global_step
             self.log({"restem/iteration": iteration, "restem/train_loss": output.training_loss})
         self._save_state()
+        if self._is_main:  # save_total_limit over the whole run: earlier iterations' checkpoints go first
+            prune_checkpoints(self.args.output_dir, self.args.save_total_limit)
 
     def _validate(self, iteration: int) -> None:
         """Validates the weights `iteration` ended with (iteration 0: the base model) and updates the best iteration."""
@@ -274,6 +284,12 @@ class ReSTEMTrainer(MStepTrainer):
         if self.eval_problems is not None and state.update_best(iteration, record.metrics[args.selection_metric]):
             self.run_dir.write_best(state, args.selection_metric)
         self._save_state()
+        if args.keep_iteration_models == "best_and_last" and self._is_main:
+            keep = {state.weights_of(iteration)}
+            if state.best_iteration is not None:
+                keep.add(state.weights_of(state.best_iteration))
+            prune_iteration_models(args.output_dir, keep)
+        self.accelerator.wait_for_everyone()
 
     def _stop_early(self, iteration: int) -> None:
         state = self._restem_state
@@ -294,6 +310,7 @@ class ReSTEMTrainer(MStepTrainer):
             save_model_atomically(self, os.path.join(self.args.output_dir, "best"))
         state.finished = True
         self._save_state()
+        self.state.log_history = list(state.log_history)  # the whole run's, not only the last M-step's
         if self._is_main and self.history:
             plot_restem_metrics(self.history, os.path.join(self.args.output_dir, PLOT_NAME))
         return state.train_output()
@@ -392,7 +409,13 @@ class ReSTEMTrainer(MStepTrainer):
 
     def _start_or_resume(self, resume: bool) -> RunState:
         """The state of a new run, or of the interrupted run in `output_dir` when resuming."""
-        current = fingerprint(self.args, len(self.train_problems), len(self.eval_problems or []))
+        model = self.accelerator.unwrap_model(self.model)
+        identity = {
+            "name_or_path": getattr(getattr(model, "config", None), "_name_or_path", None),
+            "parameters": self.run_dir.broadcast(self.base_weights.num_parameters()),
+            "digest": self.run_dir.broadcast(self.base_weights.digest()),
+        }
+        current = fingerprint(self.args, len(self.train_problems), len(self.eval_problems or []), identity)
         if resume:
             self._restem_state = self.run_dir.resume(self.args, current)
             logger.info(f"ReST^EM: resuming the run in {self.args.output_dir}.")

@@ -26,7 +26,7 @@ def majority_correct(records: Sequence[dict[str, Any]], k: int, equivalence: str
     winner, _ = majority_vote(answers, equivalence=equivalence)
     if winner is None:
         return 0.0
-    return float(next(r["accepted"] for r in records[:k] if r["answer"] == winner))
+    return float(bool(next(r["accepted"] for r in records[:k] if r["answer"] == winner)))
 
 
 def validation_metrics(
@@ -50,7 +50,9 @@ def validation_metrics(
     metrics = {"pass@1": sum(bool(r["accepted"]) for r in greedy) / len(greedy)}
     if not sampled or not eval_k:
         return metrics
-    result = evaluate_samples(sampled, ks=list(eval_k), problem_key="prompt_index", correct_key="accepted")
+    # a verifier error (accepted None) counts as not solved here, so that every problem keeps its n samples
+    solved = [{"prompt_index": r["prompt_index"], "solved": bool(r["accepted"])} for r in sampled]
+    result = evaluate_samples(solved, ks=list(eval_k), problem_key="prompt_index", correct_key="solved")
     per_prompt: dict[int, list[dict[str, Any]]] = {}
     for record in sampled:
         per_prompt.setdefault(record["prompt_index"], []).append(record)
