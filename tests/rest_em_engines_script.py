@@ -115,9 +115,9 @@ def main(output_dir: str, engine: str, num_train: int = 6, backend: str = "gener
         from safetensors.torch import load_file
 
         distance = {}
-        for name in ["iteration-1/model", "iteration-2/model", "best"]:
-            saved = load_file(os.path.join(run_dir, name, "model.safetensors"))
-            distance[name] = max((final[k].float() - v.float()).abs().max().item() for k, v in saved.items())
+        for saved_name in ["iteration-1/model", "iteration-2/model", "best"]:
+            saved = load_file(os.path.join(run_dir, saved_name, "model.safetensors"))
+            distance[saved_name] = max((final[k].float() - v.float()).abs().max().item() for k, v in saved.items())
         result = {
             "world_size": trainer.accelerator.num_processes,
             "engine": engine_of(trainer),
