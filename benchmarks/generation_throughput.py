@@ -137,12 +137,8 @@ def main():
     import torch
 
     from trl_mos.rest_em.filtering import derive_seed
-    from trl_mos.rest_em.generation import (
-        ContinuousBatchingBackend,
-        SamplingSettings,
-        TransformersBackend,
-        run_sharded_generation,
-    )
+    from trl_mos.rest_em.generation import ContinuousBatchingBackend, SamplingSettings, TransformersBackend
+    from trl_mos.rest_em.sharding import run_sharded_generation
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,7 +154,7 @@ def main():
     config = settings.generation_config(eos, tokenizer.pad_token_id)
     single = settings.generation_config(eos, tokenizer.pad_token_id)
     single.num_return_sequences = 1
-    backend = TransformersBackend(trainer)
+    backend = TransformersBackend(model, tokenizer, trainer.accelerator, batch_size=trainer.args.generation_batch_size)
 
     def e_step(directory):
         payloads = run_sharded_generation(
@@ -179,7 +175,10 @@ def main():
         "ReST^EM backend (generate)": lambda: count(backend.generate(prompt_ids, settings, seed=1), eos),
         "ReST^EM E-step (generate + verify + save)": lambda: e_step(tempfile.mkdtemp(prefix="shards-")),
         "continuous batching backend": lambda: count(
-            ContinuousBatchingBackend(trainer).generate(prompt_ids, settings, seed=1), eos
+            ContinuousBatchingBackend(
+                model, tokenizer, trainer.accelerator, config=trainer.args.transformers_continuous_batching_config
+            ).generate(prompt_ids, settings, seed=1),
+            eos,
         ),
         "one prompt at a time (N samples per call)": lambda: count(
             bare_loop(model, tokenizer, subset, config, 1), eos
@@ -189,9 +188,9 @@ def main():
         ),
     }
     if args.vllm:
-        from trl_mos.rest_em.generation import VLLMBackend
+        from trl_mos.rest_em.vllm_backend import VLLMBackend
 
-        vllm_backend = VLLMBackend(trainer)
+        vllm_backend = VLLMBackend(model, tokenizer, trainer.accelerator, trainer.args)
         methods["vLLM backend"] = lambda: count(vllm_backend.generate(prompt_ids, settings, seed=1), eos)
 
     rates: dict[str, list[float]] = {name: [] for name in methods}

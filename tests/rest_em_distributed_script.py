@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from trl_mos.rest_em import ReSTEMTrainer
+from trl_mos.rest_em import ReSTEMTrainer, sharding
 from trl_mos.rest_em.demo import tiny_restem_config
 from trl_mos.tasks import make_arithmetic_problems
 from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
@@ -30,8 +30,10 @@ def first_token_even(prompts, completions, completion_ids, **kwargs):
 
 def small_config(output_dir, **overrides):
     """The tests' ReST^EM settings: 2 iterations, 4 samples of up to 8 tokens per problem, 2 M-step steps with a
-    checkpoint after each, validation with 2 samples."""
+    checkpoint after each, validation with 2 samples. The untrained tiny model hardly ever ends a completion within 8
+    tokens, so the tests accept unfinished samples (`keep_unfinished=True`) to have something to train on."""
     settings = dict(
+        keep_unfinished=True,
         max_steps=2,
         max_completion_length=8,
         eval_num_samples=2,
@@ -88,7 +90,22 @@ def run(output_dir: str) -> dict:
         return output
 
     trainer._verify_shard, trainer._m_step = recording_verify, recording_m_step
-    trainer.train()
+    gathered = []  # what each E-step gather sends between the processes: (sample records, accepted among them)
+    gather_object = sharding.gather_object
+
+    def recording_gather(objects):
+        records = [r for payload in objects for key in ("samples", "accepted") for r in payload.get(key, [])]
+        if objects and "counts" in objects[0]:  # an E-step shard summary
+            gathered.append((len(records), sum(p["counts"]["accepted"] for p in objects)))
+        elif records and "answer" not in records[0]:  # E-step samples (validation samples carry their answers)
+            gathered.append((len(records), sum(bool(r.get("accepted")) for r in records)))
+        return gather_object(objects)
+
+    sharding.gather_object = recording_gather
+    try:
+        trainer.train()
+    finally:
+        sharding.gather_object = gather_object
     weights = hashlib.sha256()
     for name, tensor in sorted(trainer.model.state_dict().items()):
         weights.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
@@ -100,6 +117,8 @@ def run(output_dir: str) -> dict:
         "train_data": train_data,
         "history": [{k: v for k, v in row.items() if "tokens_per_s" not in k} for row in trainer.history],
         "weights": weights.hexdigest(),
+        "gathered": gathered,
+        "base_copy": trainer.base_weights.weights is not None,
     }
 
 

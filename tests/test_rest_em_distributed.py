@@ -60,3 +60,20 @@ def test_samples_do_not_depend_on_the_number_of_processes(runs):
     one = read_jsonl(one_dir / "run" / "iteration-1" / "samples.jsonl")
     assert one == read_jsonl(two_dir / "run" / "iteration-1" / "samples.jsonl")
     assert len(one) == NUM_PROMPTS * 4
+
+
+@pytest.mark.slow
+def test_only_the_accepted_samples_travel_between_the_processes(runs):
+    ranks, _ = runs[2]
+    for rank in ranks:
+        e_steps = [(sent, accepted) for sent, accepted in rank["gathered"]]
+        assert e_steps  # every E-step gathered something
+        # each process sends the accepted samples of its shards (the selection's candidates), never every sample
+        assert all(sent == accepted for sent, accepted in e_steps), e_steps
+
+
+@pytest.mark.slow
+def test_one_host_copy_of_the_base_for_the_whole_job(runs):
+    ranks, _ = runs[2]
+    # the main process alone keeps the base weights; the others get them broadcast when they are restored
+    assert [rank["base_copy"] for rank in ranks] == [True, False]

@@ -67,6 +67,8 @@ def test_summary():
         "kept": 2.0,
         "kept_prompts": 1.0,
         "completion_tokens": 24.0,
+        "unfinished": 0.0,
+        "verifier_errors": 0.0,
     }
 
 

@@ -136,7 +136,7 @@ def _assert_same_end(resumed, reference, output_dir, drop=()):
 def test_resume_mid_e_step(tmp_path, tiny_tokenizer, reference):
     # killed while sampling the second shard of iteration 2: iteration 1 is complete, shard 0 of iteration 2 saved
     assert _run(tmp_path, tiny_tokenizer, crash_e_step_call=4) is None
-    assert sorted(p.name for p in (tmp_path / "iteration-2" / "shards").iterdir()) == ["shard-00000.json"]
+    assert sorted(p.name for p in (tmp_path / "iteration-2" / "shards").iterdir()) == ["shard-00000.jsonl"]
     resumed, recorder, seeds = _run(tmp_path, tiny_tokenizer, resume=True)
     assert seeds == [_shard_seed(2, 1)]  # only the missing shard is generated
     assert recorder.starts == [(2, 0)]  # iteration 1 is not retrained
@@ -185,3 +185,62 @@ def test_a_new_run_refuses_an_output_dir_holding_a_run(tmp_path, tiny_tokenizer)
         _run(tmp_path, tiny_tokenizer)
     after = sorted((p.relative_to(tmp_path), p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
     assert after == before  # nothing was removed, rewritten or generated
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One continuous run record (issue 13, item 1)
+
+RECORDED = ("restem/correct_rate", "restem/kept", "restem/train_loss", "eval/pass@1", "eval/pass@2", "eval/maj@2")
+
+
+def _assert_one_continuous_record(log_history, num_iterations):
+    assert all("restem/iteration" in entry for entry in log_history)
+    steps = [entry["step"] for entry in log_history]
+    assert steps == sorted(steps)  # the step axis never goes back
+    for key in RECORDED:
+        entries = [(entry["restem/iteration"], entry["step"]) for entry in log_history if key in entry]
+        first = 0 if key.startswith("eval/") else 1  # the base model is validated as iteration 0
+        assert [iteration for iteration, _ in entries] == list(range(first, num_iterations + 1)), key
+        assert all(a < b for (_, a), (_, b) in zip(entries, entries[1:], strict=False)), (key, entries)
+    losses = [entry["step"] for entry in log_history if "loss" in entry]
+    assert len(losses) == 2 * num_iterations and losses == sorted(set(losses))  # 2 M-step steps per iteration
+    assert not any("epoch" in entry for entry in log_history if any(key in entry for key in RECORDED))
+
+
+def test_log_history_holds_every_iteration_on_one_growing_step_axis(tmp_path, tiny_tokenizer):
+    trainer, _, _ = _run(tmp_path, tiny_tokenizer, num_iterations=3)
+    _assert_one_continuous_record(trainer.state.log_history, 3)
+
+
+def test_log_history_after_a_kill_and_resume(tmp_path, tiny_tokenizer):
+    assert _run(tmp_path, tiny_tokenizer, num_iterations=3, crash_at_save=(2, 1)) is None
+    resumed, _, _ = _run(tmp_path, tiny_tokenizer, resume=True, num_iterations=3)
+    _assert_one_continuous_record(resumed.state.log_history, 3)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The resume fingerprint covers what changes the result (issue 13, item 3)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"learning_rate": 1e-3}, r"learning_rate: 0.003 -> 0.001"),
+        ({"max_steps": 3}, r"max_steps: 2 -> 3"),
+        ({"model_seed": 1}, r"model.digest: '[0-9a-f]+' -> '[0-9a-f]+'"),
+    ],
+)
+def test_resume_refuses_another_model_or_schedule(tmp_path, tiny_tokenizer, change, expected):
+    assert _run(tmp_path, tiny_tokenizer, crash_e_step_call=1) is None  # a run that was killed at once
+    change = dict(change)
+    model = build_tiny_model(tiny_tokenizer, seed=change.pop("model_seed", 0))
+    trainer = ReSTEMTrainer(
+        model=model,
+        args=small_config(tmp_path, **change),
+        train_dataset=PROBLEMS["train"],
+        eval_dataset=PROBLEMS["validation"],
+        processing_class=tiny_tokenizer,
+        verifiers=[first_token_even],
+    )
+    with pytest.raises(ValueError, match=f"these settings differ from the interrupted run .*{expected}"):
+        trainer.train(resume_from_checkpoint=True)

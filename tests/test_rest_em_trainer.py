@@ -160,10 +160,13 @@ def test_artifacts_are_on_disk_for_every_iteration(full_run):
         assert any(name.startswith("checkpoint-") for name in os.listdir(directory))  # the M-step's checkpoints
         samples = read_jsonl(directory / "samples.jsonl")
         assert len(samples) == 8 * 4
-        assert {"prompt", "completion", "accepted", "scores", "kept", "num_tokens"} <= set(samples[0])
+        assert {"prompt_index", "completion", "accepted", "scores", "kept", "num_tokens"} <= set(samples[0])
+        assert "prompt" not in samples[0]  # the prompts are written once per run, in prompts.jsonl
         assert all(s["scores"]["first_token_even"] in (0.0, 1.0) for s in samples)
         summary = read_json(directory / "summary.json")
         assert summary["kept"] == sum(s["kept"] for s in samples)
+    prompts = read_jsonl(output_dir / "prompts.jsonl")
+    assert prompts == [{"prompt_index": i, "prompt": p} for i, p in enumerate(PROBLEMS["train"]["prompt"])]
     best = read_json(output_dir / "best_iteration.json")
     assert best["iteration"] == trainer.best_iteration and best["metric"] == "pass@1"
     assert (output_dir / "best" / "config.json").exists() and (output_dir / "restem_metrics.png").stat().st_size > 0
@@ -279,7 +282,7 @@ class ScriptedBackend(GenerationBackend):
     """Answers from a script: prompt index -> greedy answer and sampled answers."""
 
     def __init__(self, trainer, prompt_ids, greedy, sampled):
-        super().__init__(trainer)
+        super().__init__(trainer.model, trainer.processing_class, trainer.accelerator)
         self.index = {tuple(ids): i for i, ids in enumerate(prompt_ids)}
         self.greedy, self.sampled = greedy, sampled
 
@@ -423,3 +426,113 @@ def test_plain_sft_or_training_arguments_become_a_restem_config(tmp_path, tiny_t
     )
     assert isinstance(trainer.args, ReSTEMConfig)
     assert trainer.args.learning_rate == 5e-4 and trainer.args.num_samples_per_prompt == 32
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# max_length is checked against the prompts before anything is generated (issue 13, item 2)
+
+
+class NoGeneration(GenerationBackend):
+    def generate(self, prompt_ids, settings, seed):
+        raise AssertionError("generated although max_length leaves no room for solutions")
+
+
+def test_max_length_shorter_than_the_prompts_is_refused_before_generating(tmp_path, tiny_tokenizer):
+    trainer = _trainer(tmp_path / "run", tiny_tokenizer, max_length=3)
+    trainer._backend = NoGeneration(trainer.model, tiny_tokenizer, trainer.accelerator)
+    with pytest.raises(ValueError, match=r"`max_length=3` leaves no room for a solution after 8 of the 8 training"):
+        trainer.train()
+    assert not (tmp_path / "run" / "restem_state.json").exists()  # nothing was started
+
+
+def test_max_length_that_would_cut_solutions_warns_with_the_numbers(tmp_path, tiny_tokenizer, caplog):
+    from trl_mos.generation import tokenize_prompts
+
+    longest = max(len(ids) for ids in tokenize_prompts(tiny_tokenizer, PROBLEMS["train"]["prompt"]))
+    trainer = _trainer(tmp_path, tiny_tokenizer, max_length=longest + 2, num_iterations=1, save_strategy="no")
+    with caplog.at_level(logging.WARNING, logger="trl_mos.rest_em.checks"):
+        trainer.train()
+    budget = trainer.args.max_completion_length
+    assert f"`max_length={longest + 2}` is shorter than the longest prompt ({longest} tokens)" in caplog.text
+    assert f"= {longest + budget}" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Disk (issue 13, item 4)
+
+
+def test_save_total_limit_holds_over_the_whole_run(tmp_path, tiny_tokenizer):
+    trainer = _trainer(tmp_path, tiny_tokenizer, save_total_limit=1, evaluate_base=False, eval_dataset=None)
+    trainer.train()
+    checkpoints = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("iteration-*/checkpoint-*"))
+    assert checkpoints == ["iteration-2/checkpoint-2"]
+    assert all((tmp_path / f"iteration-{i}" / "model").is_dir() for i in (1, 2))  # the default keeps every model
+
+
+def test_keep_only_the_best_and_the_last_iterations_weights(tmp_path, tiny_tokenizer):
+    trainer = _trainer(
+        tmp_path, tiny_tokenizer, num_iterations=3, save_strategy="no", keep_iteration_models="best_and_last"
+    )
+    scripted = iter([0.25, 0.75, 0.5, 0.6])  # base, iterations 1 (best), 2, 3 (last)
+    trainer.evaluate_accuracy = lambda *args, **kwargs: {"pass@1": next(scripted), "pass@2": 0.0, "maj@2": 0.0}
+    trainer.train()
+    assert [i for i in (1, 2, 3) if (tmp_path / f"iteration-{i}" / "model").is_dir()] == [1, 3]
+    assert trainer.best_iteration == 1
+    trainer.load_iteration(3)
+    with pytest.raises(ValueError, match="weights of iteration 2 are not on disk .*best and the last"):
+        trainer.load_iteration(2)
+
+
+def test_json_lines_are_written_as_they_come(tmp_path):
+    from trl_mos.rest_em.filtering import atomic_write_jsonl
+
+    seen = []
+
+    def records():
+        for i in range(6):
+            partial = [p.stat().st_size for p in tmp_path.glob(".rows.jsonl.*.tmp")]
+            seen.append(partial[0] if partial else None)
+            yield {"i": i, "text": "x" * 10_000}
+
+    atomic_write_jsonl(tmp_path / "rows.jsonl", records())
+    assert seen[0] == 0 and seen[-1] > 0  # the file grows while the records are produced: never one string in memory
+    assert [r["i"] for r in read_jsonl(tmp_path / "rows.jsonl")] == list(range(6))
+
+
+def test_unfinished_samples_are_not_kept_by_default(tmp_path, tiny_tokenizer):
+    # the untrained tiny model never ends a completion within 8 tokens: every sample is cut off
+    trainer = _trainer(tmp_path, tiny_tokenizer, num_iterations=1, eval_dataset=None, keep_unfinished=False)
+    trainer.train()
+    (row,) = trainer.history
+    assert row["restem/unfinished"] == row["restem/samples"] == 32
+    assert row["restem/kept"] == 0 and row["restem/correct_rate"] == 0
+    samples = read_jsonl(tmp_path / "iteration-1" / "samples.jsonl")
+    assert any(s["status"] == "accepted" for s in samples)  # the verifier alone would have accepted some
+    assert all(not s["accepted"] and s["reason"].startswith("unfinished") for s in samples)
+
+
+def test_the_optimizer_is_freed_before_generating(tmp_path, tiny_tokenizer):
+    import gc
+    import weakref
+
+    trainer = _trainer(tmp_path, tiny_tokenizer, evaluate_base=False, save_strategy="no")
+    optimizers = []
+
+    class KeepAnEye(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            optimizer = trainer.optimizer
+            optimizers.append(weakref.ref(getattr(optimizer, "optimizer", optimizer)))  # the torch optimizer itself
+
+    trainer.add_callback(KeepAnEye())
+    backend, alive = trainer.generation_backend, []
+    generate = backend.generate
+
+    def checking(prompt_ids, settings, seed):
+        gc.collect()
+        alive.extend(ref() is not None for ref in optimizers)
+        return generate(prompt_ids, settings, seed)
+
+    backend.generate = checking
+    trainer.train()
+    assert len(optimizers) == 2 and alive  # validation and the second E-step ran after the first M-step
+    assert not any(alive)  # ... with its optimizer (and its Adam moments) gone

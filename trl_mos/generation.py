@@ -88,6 +88,7 @@ def generate_from_token_ids(
     batch_size: int = 64,
     show_progress: bool = False,
     description: str = "Generating",
+    synced_gpus: bool | None = None,
 ) -> list[list[list[int]]]:
     """[`generate_token_ids`] for prompts that are already tokenized.
 
@@ -99,6 +100,8 @@ def generate_from_token_ids(
         batch_size (`int`, *optional*, defaults to `64`): prompts per `generate` call.
         show_progress (`bool`, *optional*, defaults to `False`): show a tqdm bar.
         description (`str`, *optional*, defaults to `"Generating"`): the bar's label.
+        synced_gpus (`bool`, *optional*): `model.generate`'s `synced_gpus` (keep taking part in the other processes'
+            forward passes after finishing, for a model sharded over them); `None` lets transformers decide.
 
     Returns:
         `list[list[list[int]]]`: for each prompt, `num_return_sequences` completions as token ids, cut after the first
@@ -149,6 +152,7 @@ def generate_from_token_ids(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
                 generation_config=generation_config,
+                **({} if synced_gpus is None else {"synced_gpus": synced_gpus}),
             )
             completions = output[:, width:].tolist()
             for k, prompt_index in enumerate(order[start : start + batch_size]):

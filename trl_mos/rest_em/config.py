@@ -6,11 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import TrainingArguments
 from trl import SFTConfig
 
 
 VERIFIER_MODES = ("all", "any")
 VLLM_MODES = ("colocate", "server")
+KEEP_MODELS = ("all", "best_and_last")
+ERROR_POLICIES = ("exclude", "reject")
 
 
 @dataclass
@@ -76,6 +79,23 @@ class ReSTEMConfig(SFTConfig):
             With several verifiers, accept a solution when `"all"` of them or `"any"` of them accept it. Verifiers
             that return `None` (not applicable to this problem) are ignored; a solution no verifier applies to is
             rejected.
+
+        keep_unfinished (`bool`, *optional*, defaults to `False`):
+            Accept solutions that did not end with an end-of-sequence token within `max_completion_length` (cut off).
+            By default they are rejected whatever the verifiers say (a cut-off "...so far is 72 and then" must not
+            pass for the answer 72, nor be trained on with an end-of-sequence token appended) and counted in
+            `restem/unfinished`. Applies to the E-step and to validation.
+        verifier_error_policy (`str`, *optional*, defaults to `"exclude"`):
+            What a verifier error (a timeout or crash of the verifier, not of the solution: a verdict with status
+            `"error"`) counts as: `"exclude"` — neither accepted nor rejected, left out of `restem/correct_rate` and
+            never kept; `"reject"` — a wrong solution. Either way errors are counted in `restem/verifier_errors`.
+            (Counting them as accepted is not offered: under optimisation pressure the policy would learn to provoke
+            errors.) In validation an excluded error counts as not solved.
+        keep_iteration_models (`str`, *optional*, defaults to `"all"`):
+            Which iterations' final weights (`output_dir/iteration-{i}/model`) stay on disk: `"all"`, or
+            `"best_and_last"` (the best iteration's so far and the last one's; the others are deleted as soon as they
+            are neither, and cannot be loaded with `load_iteration` afterwards). M-step checkpoints follow
+            `save_total_limit` over the whole run: at most that many, the newest, across all iterations.
 
         > Parameters that control validation and selection
 
@@ -189,6 +209,25 @@ class ReSTEMConfig(SFTConfig):
         metadata={"help": "Accept when all or any of the verifiers accept.", "choices": list(VERIFIER_MODES)},
     )
 
+    keep_unfinished: bool = field(
+        default=False,
+        metadata={"help": "Accept solutions cut off at max_completion_length (no end-of-sequence token)."},
+    )
+    verifier_error_policy: str = field(
+        default="exclude",
+        metadata={
+            "help": "What a verifier error counts as: exclude (neither accepted nor rejected) or reject.",
+            "choices": list(ERROR_POLICIES),
+        },
+    )
+    keep_iteration_models: str = field(
+        default="all",
+        metadata={
+            "help": "Which iterations' final weights stay on disk: all, or the best and the last.",
+            "choices": list(KEEP_MODELS),
+        },
+    )
+
     # Validation and selection
     eval_num_samples: int = field(
         default=16, metadata={"help": "Samples per validation problem for pass@k and maj@k (0: greedy only)."}
@@ -250,6 +289,21 @@ class ReSTEMConfig(SFTConfig):
         default=None, metadata={"help": "Keyword arguments of transformers' ContinuousBatchingConfig."}
     )
 
+    @classmethod
+    def from_args(cls, args: TrainingArguments | None, model: Any = None) -> ReSTEMConfig:
+        """`args` as a `ReSTEMConfig`: itself, a copy of another `TrainingArguments` (e.g. an `SFTConfig`) with the
+        ReST^EM defaults, or, for `None`, the default config with `output_dir="{model name}-ReSTEM"`."""
+        if isinstance(args, cls):
+            return args
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            return cls(f"{model_name.split('/')[-1]}-ReSTEM")
+        dict_args = args.to_dict()
+        for key in dict_args:
+            if key.endswith("_token"):  # to_dict hides these (hub_token, and SFTConfig's eos_token, pad_token)
+                dict_args[key] = getattr(args, key)
+        return cls(**dict_args)
+
     def __post_init__(self):
         super().__post_init__()
         positive = {
@@ -281,6 +335,15 @@ class ReSTEMConfig(SFTConfig):
             raise ValueError(f"`top_p` and `eval_top_p` must be in (0, 1], got {self.top_p} and {self.eval_top_p}.")
         if self.top_k < 0:
             raise ValueError(f"`top_k` must be non-negative (0 disables it), got {self.top_k}.")
+        if self.verifier_error_policy not in ERROR_POLICIES:
+            raise ValueError(
+                f"`verifier_error_policy` must be one of {list(ERROR_POLICIES)}, got {self.verifier_error_policy!r} "
+                "(counting verifier errors as accepted is not offered: the policy would learn to provoke them)."
+            )
+        if self.keep_iteration_models not in KEEP_MODELS:
+            raise ValueError(
+                f"`keep_iteration_models` must be one of {list(KEEP_MODELS)}, got {self.keep_iteration_models!r}."
+            )
         if self.verifier_mode not in VERIFIER_MODES:
             raise ValueError(f"`verifier_mode` must be one of {list(VERIFIER_MODES)}, got {self.verifier_mode!r}.")
 

@@ -18,7 +18,7 @@ import os
 import random
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 
@@ -100,50 +100,126 @@ def select_solutions(
     return kept
 
 
-def summarize_samples(records: Sequence[dict[str, Any]], kept: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The E-step statistics ReST^EM logs.
+def prompt_completion_rows(samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL's prompt–completion rows of kept samples (`prompt`, `completion` text): a conversational prompt gets the
+    completion as an assistant message.
 
-    Args:
-        records (`Sequence[dict]`): every sample record of the iteration.
-        kept (`Sequence[dict]`): the kept ones.
+    Example:
+
+    ```python
+    >>> prompt_completion_rows([{"prompt": [{"role": "user", "content": "1+1?"}], "completion": "2"}])
+    [{'prompt': [{'role': 'user', 'content': '1+1?'}], 'completion': [{'role': 'assistant', 'content': '2'}]}]
+    ```
+    """
+    return [
+        {
+            "prompt": r["prompt"],
+            "completion": r["completion"]
+            if isinstance(r["prompt"], str)
+            else [{"role": "assistant", "content": r["completion"]}],
+        }
+        for r in samples
+    ]
+
+
+def count_samples(records: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Counts over sample records, which add up over shards of distinct problems: `samples`, `accepted`, `excluded`
+    (`accepted` is `None`: a verifier error counted as neither accepted nor rejected), `verifier_errors` (`status == "error"`), `unfinished` (no end-of-sequence token), `prompts`, `prompts_solved` (with
+    at least one accepted sample) and `completion_tokens`."""
+    counts = dict.fromkeys(
+        (
+            "samples",
+            "accepted",
+            "excluded",
+            "verifier_errors",
+            "unfinished",
+            "prompts",
+            "prompts_solved",
+            "completion_tokens",
+        ),
+        0,
+    )
+    prompts, solved = set(), set()
+    for r in records:
+        counts["samples"] += 1
+        counts["accepted"] += bool(r["accepted"])
+        counts["excluded"] += r["accepted"] is None  # a verifier error that counts as neither accepted nor rejected
+        counts["verifier_errors"] += r.get("status") == "error"
+        counts["unfinished"] += r.get("finished") is False
+        counts["completion_tokens"] += r.get("num_tokens", 0)
+        prompts.add(r["prompt_index"])
+        if r["accepted"]:
+            solved.add(r["prompt_index"])
+    counts["prompts"], counts["prompts_solved"] = len(prompts), len(solved)
+    return counts
+
+
+def summarize_counts(counts: Iterable[dict[str, float]], kept: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The E-step statistics ReST^EM logs, from the [`count_samples`] of every shard and the kept samples.
 
     Returns:
-        `dict[str, float]`: `samples`, `correct_rate` (accepted / samples), `prompts_solved_frac` (problems with at least
-        one accepted sample), `kept`, `kept_prompts` (problems with at least one kept sample) and
-        `completion_tokens` (total generated tokens).
+        `dict[str, float]`: `samples`, `correct_rate` (accepted / samples judged: verifier errors excluded unless
+        they count as accepted or rejected), `prompts_solved_frac` (problems with at least one accepted sample), `kept`,
+        `kept_prompts` (problems with at least one kept sample), `completion_tokens` (total generated tokens),
+        `unfinished` (samples without an end-of-sequence token) and `verifier_errors`.
     """
-    prompts = {r["prompt_index"] for r in records}
-    solved = {r["prompt_index"] for r in records if r["accepted"]}
-    num_accepted = sum(1 for r in records if r["accepted"])
+    total = dict.fromkeys(
+        (
+            "samples",
+            "accepted",
+            "excluded",
+            "verifier_errors",
+            "unfinished",
+            "prompts",
+            "prompts_solved",
+            "completion_tokens",
+        ),
+        0,
+    )
+    for shard in counts:
+        for key in total:
+            total[key] += shard.get(key, 0)
+    judged = total["samples"] - total["excluded"]
     return {
-        "samples": float(len(records)),
-        "correct_rate": num_accepted / len(records) if records else 0.0,
-        "prompts_solved_frac": len(solved) / len(prompts) if prompts else 0.0,
+        "samples": float(total["samples"]),
+        "correct_rate": total["accepted"] / judged if judged else 0.0,
+        "prompts_solved_frac": total["prompts_solved"] / total["prompts"] if total["prompts"] else 0.0,
         "kept": float(len(kept)),
         "kept_prompts": float(len({r["prompt_index"] for r in kept})),
-        "completion_tokens": float(sum(r.get("num_tokens", 0) for r in records)),
+        "completion_tokens": float(total["completion_tokens"]),
+        "unfinished": float(total["unfinished"]),
+        "verifier_errors": float(total["verifier_errors"]),
     }
+
+
+def summarize_samples(records: Sequence[dict[str, Any]], kept: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The E-step statistics ReST^EM logs (see [`summarize_counts`]) from every sample record of the iteration and
+    the kept ones."""
+    return summarize_counts([count_samples(records)], kept)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Atomic files
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str | Iterable[str]) -> None:
     """Writes `text` to `path` so that a reader never sees a partial file: a temporary file in the same directory is
     written, flushed to disk and renamed over `path`.
 
     Args:
         path (`str` or `os.PathLike`): destination (its directory is created if needed).
-        text (`str`): the content.
+        text (`str` or `Iterable[str]`): the content, or pieces of it written one after the other (streamed: never
+            held in memory as a whole).
     """
     path = os.fspath(path)
+    pieces = [text] if isinstance(text, str) else text
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as f:
-            f.write(text)
+            for piece in pieces:
+                f.write(piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -159,8 +235,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_write_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
-    """[`atomic_write_text`] of `records` as JSON lines."""
-    atomic_write_text(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+    """[`atomic_write_text`] of `records` as JSON lines, streamed: one record at a time."""
+    atomic_write_text(path, (json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
 
 def read_json(path: str | os.PathLike) -> Any | None:
@@ -174,5 +250,12 @@ def read_json(path: str | os.PathLike) -> Any | None:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Reads a JSON-lines file."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file, one at a time."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            if line.strip():
+                yield json.loads(line)

@@ -1,41 +1,32 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
-"""ReST^EM E-step: generation backends, and sharded generation across processes with resumable shard files.
+"""ReST^EM generation backends: they turn tokenized prompts into sampled completions with the current policy.
 
-Backends (option names as in TRL's `GRPOConfig`):
+A backend is given the model, its tokenizer, the `Accelerator` and its own settings, never the trainer
+(option names as in TRL's `GRPOConfig`):
 
 - [`TransformersBackend`] (default): batched `model.generate` with KV cache, left padding, prompts grouped by length
   ([`trl_mos.generation.generate_from_token_ids`]).
 - [`ContinuousBatchingBackend`] (`use_transformers_continuous_batching=True`): `model.generate_batch`.
-- [`VLLMBackend`] (`use_vllm=True`): TRL's [`~trl.generation.vllm_generation.VLLMGeneration`], colocated or server.
+- [`~trl_mos.rest_em.vllm_backend.VLLMBackend`] (`use_vllm=True`), in its own module.
 
-[`run_sharded_generation`] cuts the prompts into shards of `shard_size`, skips the shards already saved, hands the
-others round-robin to the processes, samples each shard with its own seed, saves it atomically, and returns every
-shard's payload on every process.
+The trainer calls [`GenerationBackend.update_weights`] whenever the policy's weights change (after every M-step and
+whenever it loads other weights), with the model object that now holds them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from accelerate.utils import broadcast_object_list, gather_object
-from tqdm.auto import tqdm
 from transformers import GenerationConfig
 from transformers.utils import logging
 
-from ..generation import generate_from_token_ids
-from .filtering import atomic_write_json, derive_seed, read_json
-
-
-if TYPE_CHECKING:
-    from .trainer import ReSTEMTrainer
+from ..generation import _cut_at_eos, generate_from_token_ids
+from .weights import is_sharded
 
 
 logger = logging.get_logger(__name__)
@@ -99,84 +90,127 @@ def seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _unwrapped(trainer: ReSTEMTrainer):
-    """TRL's `unwrap_model_for_generation` on the trainer's model: unwrapped from DDP/FSDP, ZeRO-3 parameters gathered,
-    activation checkpointing off for the duration (and back on with the trainer's settings)."""
-    from trl.models.utils import unwrap_model_for_generation
-
-    args = trainer.args
-    checkpointing_kwargs = getattr(args, "activation_checkpointing_kwargs", None)
-    if checkpointing_kwargs is None:
-        checkpointing_kwargs = getattr(args, "gradient_checkpointing_kwargs", None)
-    return unwrap_model_for_generation(
-        trainer.model_wrapped, trainer.accelerator, gradient_checkpointing_kwargs=checkpointing_kwargs
-    )
-
-
 class GenerationBackend:
-    """Generates completions for tokenized prompts with the trainer's current policy.
+    """Generates completions for tokenized prompts with the current policy.
 
     Args:
-        trainer ([`ReSTEMTrainer`]): the trainer whose model generates.
+        model ([`~transformers.PreTrainedModel`] or a wrapped model): the policy, as the trainer holds it (possibly
+            wrapped by DDP, FSDP or DeepSpeed); replaced by [`update_weights`].
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer, with a pad token.
+        accelerator ([`~accelerate.Accelerator`]): the processes and how the model is distributed over them.
     """
 
-    #: Whether every process must call `generate` equally often with equally many prompts (collective backends).
-    lockstep: bool = False
-
-    def __init__(self, trainer: ReSTEMTrainer):
-        self.trainer = trainer
+    def __init__(self, model: Any, tokenizer: Any, accelerator: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.accelerator = accelerator
 
     @property
-    def tokenizer(self):
-        return self.trainer._tokenizer
+    def lockstep(self) -> bool:
+        """Whether every process must call [`generate`] equally often with equally many prompts: with several processes
+        over a sharded model (FSDP, DeepSpeed ZeRO-3) every forward pass gathers parameters from all of them.
+        [`~trl_mos.rest_em.sharding.run_sharded_generation`] then pads with throw-away work. (The vLLM backend sets
+        it to `True`: its server gathers the prompts of every process.)"""
+        return self.accelerator.num_processes > 1 and is_sharded(self.accelerator)
 
     def eos_token_id(self) -> int | list[int]:
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        """The end-of-sequence token id(s) generation stops at: the model's `generation_config`, else the tokenizer's."""
+        model = self.accelerator.unwrap_model(self.model)
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         return eos if eos is not None else self.tokenizer.eos_token_id
 
     def generate(self, prompt_ids: list[list[int]], settings: SamplingSettings, seed: int) -> list[list[list[int]]]:
-        """Returns, for each prompt, `settings.num_samples` completions as token ids (cut after the first eos)."""
+        """Returns, for each prompt, `settings.num_samples` completions as token ids (cut after the first eos).
+
+        Args:
+            prompt_ids (`list[list[int]]`): the tokenized prompts.
+            settings ([`SamplingSettings`]): how to sample.
+            seed (`int`): the seed of this call; the same call with the same seed gives the same completions.
+        """
         raise NotImplementedError
 
-    def update_weights(self) -> None:
-        """Called when the policy's weights changed (after an M-step or a reload)."""
+    def update_weights(self, model: Any | None = None) -> None:
+        """Called by the trainer whenever the policy's weights changed (after an M-step or a reload).
+
+        Args:
+            model (*optional*): the model object that now holds them (the Trainer re-wraps its model in every
+                `train()`); `None` keeps the current one.
+        """
+        if model is not None:
+            self.model = model
 
 
 class TransformersBackend(GenerationBackend):
-    """Batched `model.generate` with KV cache (the default backend)."""
+    """Batched `model.generate` with KV cache (the default backend).
+
+    Args:
+        model, tokenizer, accelerator: see [`GenerationBackend`].
+        batch_size (`int`, *optional*, defaults to `512`): completions per `generate` call (prompts are batched
+            `max(1, batch_size // num_samples)` at a time).
+        gradient_checkpointing_kwargs (`dict`, *optional*): how to turn activation checkpointing back on after
+            generation, as the trainer uses it.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        accelerator: Any,
+        batch_size: int = 512,
+        gradient_checkpointing_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(model, tokenizer, accelerator)
+        self.batch_size = batch_size
+        self.gradient_checkpointing_kwargs = gradient_checkpointing_kwargs
 
     def generate(self, prompt_ids, settings, seed):
-        trainer = self.trainer
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
-        prompts_per_call = max(1, trainer.args.generation_batch_size // settings.num_samples)
-        with (
-            _unwrapped(trainer) as model,
-            seeded(seed, trainer.accelerator.device),
-        ):
-            return generate_from_token_ids(model, self.tokenizer, prompt_ids, config, batch_size=prompts_per_call)
+        prompts_per_call = max(1, self.batch_size // settings.num_samples)
+        # over a sharded model a process that is done keeps taking part in its peers' forward passes (`synced_gpus`)
+        with unwrapped(self) as model, seeded(seed, self.accelerator.device):
+            return generate_from_token_ids(
+                model, self.tokenizer, prompt_ids, config, batch_size=prompts_per_call, synced_gpus=self.lockstep
+            )
 
 
 class ContinuousBatchingBackend(GenerationBackend):
-    """transformers' continuous batching engine, `model.generate_batch`."""
+    """transformers' continuous batching engine, `model.generate_batch`.
 
-    def __init__(self, trainer):
-        super().__init__(trainer)
+    Args:
+        model, tokenizer, accelerator: see [`GenerationBackend`].
+        config (`dict`, *optional*): keyword arguments of `transformers.generation.ContinuousBatchingConfig`
+            (`max_memory_percent` defaults to 0.5, leaving room for the M-step, as `GRPOTrainer` does).
+        gradient_checkpointing_kwargs (`dict`, *optional*): see [`TransformersBackend`].
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        accelerator: Any,
+        config: dict[str, Any] | None = None,
+        gradient_checkpointing_kwargs: dict[str, Any] | None = None,
+    ):
+        super().__init__(model, tokenizer, accelerator)
+        if self.lockstep:
+            raise ValueError(
+                "transformers' continuous batching cannot generate over a model sharded on several processes (FSDP or "
+                "DeepSpeed ZeRO-3): each process would run a different number of forward passes, and every one of "
+                "them is a collective. Use the default backend (`use_transformers_continuous_batching=False`) or "
+                "`use_vllm=True`."
+            )
         from transformers.generation import ContinuousBatchingConfig
 
-        self.config_kwargs = dict(trainer.args.transformers_continuous_batching_config or {})
-        self.config_kwargs.setdefault("max_memory_percent", 0.5)  # leave room for the M-step, as GRPOTrainer does
+        self.config_kwargs = dict(config or {})
+        self.config_kwargs.setdefault("max_memory_percent", 0.5)
         self.config_class = ContinuousBatchingConfig
+        self.gradient_checkpointing_kwargs = gradient_checkpointing_kwargs
 
     def generate(self, prompt_ids, settings, seed):
-        trainer = self.trainer
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
         batching_config = self.config_class(**{"seed": seed, **self.config_kwargs})
         eos_ids = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
-        with (
-            _unwrapped(trainer) as model,
-            seeded(seed, trainer.accelerator.device),
-        ):
+        with unwrapped(self) as model, seeded(seed, self.accelerator.device):
             was_training = model.training
             model.eval()
             try:
@@ -199,177 +233,13 @@ class ContinuousBatchingBackend(GenerationBackend):
         return [completions[i * n : (i + 1) * n] for i in range(len(prompt_ids))]
 
 
-class VLLMBackend(GenerationBackend):
-    """TRL's `VLLMGeneration`, colocated in every process or on a `trl vllm-serve` server."""
+def unwrapped(backend: GenerationBackend):
+    """TRL's `unwrap_model_for_generation` on the backend's model: unwrapped from DDP/FSDP, ZeRO-3 parameters gathered,
+    activation checkpointing off for the duration (and back on with the backend's settings)."""
+    from trl.models.utils import unwrap_model_for_generation
 
-    lockstep = True  # server mode gathers the prompts of every process in each call
-
-    def __init__(self, trainer):
-        super().__init__(trainer)
-        if not is_vllm_available():
-            raise ImportError(
-                "`use_vllm=True` needs vLLM, which is not installed. Install it with `pip install trl-mos[vllm]`."
-            )
-        from trl.generation.vllm_generation import VLLMGeneration
-
-        args = trainer.args
-        self.vllm = VLLMGeneration(
-            model=trainer.model,
-            accelerator=trainer.accelerator,
-            processing_class=trainer.processing_class,
-            mode=args.vllm_mode,
-            server_base_url=args.vllm_server_base_url,
-            server_host=args.vllm_server_host,
-            server_port=args.vllm_server_port,
-            server_timeout=args.vllm_server_timeout,
-            group_port=args.vllm_group_port,
-            tensor_parallel_size=args.vllm_tensor_parallel_size,
-            gpu_memory_utilization=args.vllm_gpu_memory_utilization,
-            max_model_length=args.vllm_max_model_length,
-            enable_sleep_mode=args.vllm_enable_sleep_mode,
-            model_impl=args.vllm_model_impl,
-            trust_remote_code=args.trust_remote_code,
-            max_completion_length=args.max_completion_length,
-        )
-        self._synced = False
-
-    def update_weights(self):
-        self._synced = False
-
-    def generate(self, prompt_ids, settings, seed):
-        if not self._synced:  # the engine starts from the checkpoint on disk, not from the (reset) training weights
-            self.vllm.sync_weights()
-            self._synced = True
-        self.vllm.temperature = settings.temperature if settings.do_sample else 0.0
-        self.vllm.top_k = settings.top_k if settings.do_sample else 0
-        self.vllm.top_p = settings.top_p if settings.do_sample else 1.0
-        self.vllm.max_completion_length = settings.max_new_tokens
-        n = settings.num_samples
-        repeated = [list(ids) for ids in prompt_ids for _ in range(n)]
-        _, completion_ids, _, _ = self.vllm.generate(prompts=repeated, images=None, num_generations=n)
-        return [[list(c) for c in completion_ids[i * n : (i + 1) * n]] for i in range(len(prompt_ids))]
-
-
-def _cut_at_eos(token_ids: list[int], eos_ids: set[int]) -> list[int]:
-    for position, token_id in enumerate(token_ids):
-        if token_id in eos_ids:
-            return token_ids[: position + 1]
-    return token_ids
-
-
-def build_backend(trainer: ReSTEMTrainer) -> GenerationBackend:
-    """The generation backend `trainer.args` asks for."""
-    if trainer.args.use_vllm:
-        return VLLMBackend(trainer)
-    if trainer.args.use_transformers_continuous_batching:
-        return ContinuousBatchingBackend(trainer)
-    return TransformersBackend(trainer)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Sharded generation
-
-
-def shard_path(shard_dir: str, shard_index: int) -> str:
-    """The file of shard `shard_index`."""
-    return os.path.join(shard_dir, f"shard-{shard_index:05d}.json")
-
-
-def run_sharded_generation(
-    backend: GenerationBackend,
-    prompt_ids: list[list[int]],
-    settings: SamplingSettings,
-    shard_size: int,
-    seed: int,
-    process_shard: Callable[[int, list[int], list[list[list[int]]]], dict[str, Any]],
-    shard_dir: str | None = None,
-    description: str = "Generating",
-    show_progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Generates for every prompt exactly once, spread over the processes, and returns every shard on every process.
-
-    Shard `s` holds prompts `[s * shard_size, (s + 1) * shard_size)` and is sampled with the seed
-    `derive_seed(seed, "shard", s)`, so the samples depend neither on the number of processes nor on which process
-    generated them. With `shard_dir`, every finished shard is saved there atomically and shards already saved (as seen
-    by the main process) are read back instead of generated again.
-
-    Args:
-        backend ([`GenerationBackend`]): generates token ids.
-        prompt_ids (`list[list[int]]`): every tokenized prompt, identical on all processes.
-        settings ([`SamplingSettings`]): how to sample.
-        shard_size (`int`): prompts per shard.
-        seed (`int`): seed of this generation pass (e.g. derived from the run's seed and the iteration).
-        process_shard (`Callable`): `process_shard(shard_index, prompt_indices, completion_ids)` returns the shard's
-            JSON-serialisable payload (e.g. decoded and verified samples); it runs on the process that generated it.
-        shard_dir (`str`, *optional*): where shards are saved; `None` keeps them in memory only.
-        description (`str`, *optional*, defaults to `"Generating"`): progress bar label.
-        show_progress (`bool`, *optional*, defaults to `True`): show a progress bar on the main process.
-
-    Returns:
-        `list[dict]`: the payload of every shard, in shard order, each with `shard`, `rank`, `seconds` (generation
-        wall-clock time) and `num_tokens` (generated tokens) added.
-    """
-    accelerator = backend.trainer.accelerator
-    num_shards = math.ceil(len(prompt_ids) / shard_size)
-    saved: dict[int, dict[str, Any]] = {}
-    if shard_dir is not None and accelerator.is_main_process:
-        for shard in range(num_shards):
-            payload = read_json(shard_path(shard_dir, shard))
-            if payload is not None and payload.get("shard") == shard:
-                saved[shard] = payload
-    done = (
-        broadcast_object_list([sorted(saved)], from_process=0)[0] if accelerator.num_processes > 1 else sorted(saved)
+    return unwrap_model_for_generation(
+        backend.model,
+        backend.accelerator,
+        gradient_checkpointing_kwargs=getattr(backend, "gradient_checkpointing_kwargs", None),
     )
-    pending = [shard for shard in range(num_shards) if shard not in set(done)]
-    rank, world = accelerator.process_index, accelerator.num_processes
-    mine = pending[rank::world]
-    rounds = math.ceil(len(pending) / world) if backend.lockstep else len(mine)
-    if done and accelerator.is_main_process:
-        logger.info(f"{description}: {len(done)} of {num_shards} shards already saved, generating {len(pending)}.")
-
-    produced = []
-    progress = tqdm(  # the main process's shards: all processes get about as many
-        total=len(mine),
-        desc=description,
-        unit="shard",
-        disable=not (show_progress and accelerator.is_main_process),
-        leave=False,
-    )
-    for round_index in range(rounds):
-        if round_index < len(mine):
-            shard = mine[round_index]
-            indices = list(range(shard * shard_size, min((shard + 1) * shard_size, len(prompt_ids))))
-        else:  # lockstep padding: take part in the collective call with a throwaway copy of the last shard's prompts
-            shard, indices = None, list(range(max(0, len(prompt_ids) - shard_size), len(prompt_ids)))
-        if backend.lockstep and len(indices) < shard_size:  # every process sends equally many prompts
-            indices = indices + [indices[-1]] * (shard_size - len(indices))
-        start = time.perf_counter()
-        completions = backend.generate([prompt_ids[i] for i in indices], settings, derive_seed(seed, "shard", shard))
-        seconds = time.perf_counter() - start
-        if shard is None:
-            continue
-        size = min(shard_size, len(prompt_ids) - shard * shard_size)
-        indices, completions = indices[:size], completions[:size]
-        payload = process_shard(shard, indices, completions)
-        payload.update(
-            shard=shard, rank=rank, seconds=seconds, num_tokens=sum(len(c) for per in completions for c in per)
-        )
-        if shard_dir is not None:
-            atomic_write_json(shard_path(shard_dir, shard), payload)
-        produced.append(payload)
-        progress.update(1)
-    progress.close()
-
-    gathered = gather_object(produced) if world > 1 else produced
-    if world > 1:  # the main process adds the shards it read back, then everyone gets everything
-        everything = (
-            sorted([*gathered, *saved.values()], key=lambda p: p["shard"]) if accelerator.is_main_process else None
-        )
-        everything = broadcast_object_list([everything], from_process=0)[0]
-    else:
-        everything = sorted([*gathered, *saved.values()], key=lambda p: p["shard"])
-    if [p["shard"] for p in everything] != list(range(num_shards)):
-        raise RuntimeError(
-            f"{description}: expected shards 0..{num_shards - 1}, got {[p['shard'] for p in everything]}."
-        )
-    return everything
