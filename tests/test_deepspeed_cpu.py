@@ -21,6 +21,7 @@ WORLD = 2
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.engines,
     pytest.mark.deepspeed,
     pytest.mark.timeout(900),
     pytest.mark.skipif(not is_deepspeed_available(), reason="needs DeepSpeed: pip install deepspeed"),

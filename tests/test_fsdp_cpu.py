@@ -19,7 +19,7 @@ HERE = Path(__file__).parent
 MOS_SCRIPT, RESTEM_SCRIPT = HERE / "mixing_engines_script.py", HERE / "rest_em_engines_script.py"
 WORLD = 2
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.engines, pytest.mark.timeout(600)]
 
 
 def _read(path):
@@ -141,6 +141,17 @@ def test_restem_fsdp2_every_rank_makes_the_same_generate_calls(restem_fsdp2_3_sh
     assert rank0 == rank1, f"rank 0 started {len(rank0)} generate calls, rank 1 {len(rank1)}"
     job, _, _ = restem_fsdp2_3_shards
     job.check()
+
+
+def test_restem_ddp_reference_loads_the_best_iteration_at_the_end(restem_ddp_4_shards):
+    """The DDP run the FSDP2 runs are compared with: best iteration 1 (not the last) is what the model holds at the
+    end, and what `best/` holds."""
+    job, result, _ = restem_ddp_4_shards
+    job.check()
+    assert result["engine"] == "ddp" and result["best_iteration"] == 1
+    assert result["final_weights_distance"]["iteration-1/model"] < 1e-6
+    assert result["final_weights_distance"]["best"] < 1e-6
+    assert result["final_weights_distance"]["iteration-2/model"] > 1e-4
 
 
 def test_restem_fsdp2_loads_the_best_iteration_at_the_end(restem_fsdp2_4_shards):

@@ -17,6 +17,7 @@ OTHER_ALLOCATIONS_PER_RANK = 40 * MIB
 
 
 @pytest.mark.slow
+@pytest.mark.engines
 @pytest.mark.timeout(600)
 def test_restem_keeps_at_most_one_base_copy_per_node(tmp_path):
     """A 31.7 M-parameter model (121 MiB in float32) on 2 ranks of one node: constructing the trainer may add at most
