@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 
@@ -130,14 +131,17 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as scratch:
-        output_dir = cli.output_dir or os.path.join(scratch, "run")
-        result = measure(cli.hidden_size, cli.layers, engine, cli.train, output_dir)
-        if distributed:
-            results = [None] * int(os.environ["WORLD_SIZE"])
-            torch.distributed.all_gather_object(results, result)
-        else:
-            results = [result]
+    # one directory for all ranks (torchrun gives them one run id); removed at the end unless given
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", str(os.getpid()))
+    output_dir = cli.output_dir or os.path.join(tempfile.gettempdir(), f"restem-host-memory-{run_id}")
+    result = measure(cli.hidden_size, cli.layers, engine, cli.train, output_dir)
+    if distributed:
+        results = [None] * int(os.environ["WORLD_SIZE"])
+        torch.distributed.all_gather_object(results, result)
+    else:
+        results = [result]
+    if cli.output_dir is None and result["rank"] == 0:
+        shutil.rmtree(output_dir, ignore_errors=True)
     if result["rank"] == 0:
         mib = 2**20
         print(f"model: {result['parameters'] / 1e6:.1f} M parameters, {result['model_bytes'] / mib:.0f} MiB (float32)")
