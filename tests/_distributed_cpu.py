@@ -8,8 +8,9 @@
   `PartialState`'s shared state too, because every `AcceleratorState()` built later (`AcceleratedOptimizer` builds
   one) copies it from there; without that, `save_model` hangs with rank 0 alone in a DTensor collective.
   [`engine_of`] reads the engine off the prepared model, so a test that claims FSDP can check that it got it.
-- **ZeRO-3**: DeepSpeed runs on CPU with `use_cpu=False` (accelerate only takes the DeepSpeed path then) and gloo;
-  its first run JIT-compiles a shared-memory comm op with g++/ninja (about 40 s).
+- **ZeRO-3**: DeepSpeed runs on CPU with `use_cpu=False` (accelerate only takes the DeepSpeed path then) and a gloo
+  process group that [`prepare_engine`] sets up before `TrainingArguments` (see there); its first run JIT-compiles
+  a shared-memory comm op with g++/ninja (about 40 s on an idle machine).
 
 Usage in a script run by torchrun:
 
@@ -67,9 +68,9 @@ def engine_training_args(engine: str) -> dict[str, Any]:
     if engine == "ddp":
         return dict(ddp_backend="gloo")
     if engine == "fsdp2":
-        # reshard_after_forward: the FSDP2 default, under which forward passes outside training leave modules
-        # unsharded or resharded exactly as on GPUs
-        return dict(ddp_backend="gloo", fsdp="full_shard", fsdp_config={"version": 2, "reshard_after_forward": True})
+        # full sharding (reshard_after_forward, FSDP2's default), so that forward passes outside training leave
+        # modules resharded or not exactly as on GPUs
+        return dict(ddp_backend="gloo", fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True})
     if engine == "zero3":
         # the process group `prepare_engine` set up (TrainingArguments would otherwise rebuild it without a backend)
         return dict(use_cpu=False, deepspeed=zero3_config(), accelerator_config={"use_configured_state": True})
