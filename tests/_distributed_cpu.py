@@ -8,8 +8,9 @@
   `PartialState`'s shared state too, because every `AcceleratorState()` built later (`AcceleratedOptimizer` builds
   one) copies it from there; without that, `save_model` hangs with rank 0 alone in a DTensor collective.
   [`engine_of`] reads the engine off the prepared model, so a test that claims FSDP can check that it got it.
-- **ZeRO-3**: DeepSpeed runs on CPU with `use_cpu=False` (accelerate only takes the DeepSpeed path then) and gloo;
-  its first run JIT-compiles a shared-memory comm op with g++/ninja (about 40 s).
+- **ZeRO-3**: DeepSpeed runs on CPU with `use_cpu=False` (accelerate only takes the DeepSpeed path then) and a gloo
+  process group that [`prepare_engine`] sets up before `TrainingArguments` (see there); its first run JIT-compiles
+  a shared-memory comm op with g++/ninja (about 40 s on an idle machine).
 
 Usage in a script run by torchrun:
 
@@ -62,20 +63,29 @@ def zero3_config() -> dict[str, Any]:
 
 
 def engine_training_args(engine: str) -> dict[str, Any]:
-    """`TrainingArguments` overrides that select `engine` (one of `ENGINES`) on CPU processes with gloo."""
+    """`TrainingArguments` overrides that select `engine` (one of `ENGINES`) on CPU processes with gloo (call
+    [`prepare_engine`] first)."""
     if engine == "ddp":
         return dict(ddp_backend="gloo")
     if engine == "fsdp2":
-        # reshard_after_forward: the FSDP2 default, under which forward passes outside training leave modules
-        # unsharded or resharded exactly as on GPUs
-        return dict(ddp_backend="gloo", fsdp="full_shard", fsdp_config={"version": 2, "reshard_after_forward": True})
+        # full sharding (reshard_after_forward, FSDP2's default), so that forward passes outside training leave
+        # modules resharded or not exactly as on GPUs
+        return dict(ddp_backend="gloo", fsdp=True, fsdp_config={"version": 2, "reshard_after_forward": True})
     if engine == "zero3":
-        return dict(ddp_backend="gloo", use_cpu=False, deepspeed=zero3_config())
+        # the process group `prepare_engine` set up (TrainingArguments would otherwise rebuild it without a backend)
+        return dict(use_cpu=False, deepspeed=zero3_config(), accelerator_config={"use_configured_state": True})
     raise ValueError(f"Unknown engine {engine!r}; choose one of {ENGINES}.")
 
 
 def prepare_engine(engine: str) -> None:
-    """What `engine` needs before the trainer is built: FSDP2 forced on CPU, the DeepSpeed accelerator set to CPU."""
+    """What `engine` needs before the trainer's arguments are built.
+
+    - fsdp2: [`force_fsdp_on_cpu`].
+    - zero3: the DeepSpeed process group with gloo. `TrainingArguments` sets DeepSpeed up with no backend, which on a
+      machine without accelerator leaves accelerate's `PartialState` at one process (so DeepSpeed's
+      `train_batch_size` check fails, and every rank would read the whole dataset); a `PartialState(backend="gloo")`
+      created first, with `ACCELERATE_USE_DEEPSPEED`, counts the processes, and `use_configured_state` keeps it.
+    """
     if engine == "fsdp2":
         force_fsdp_on_cpu()
     elif engine == "zero3":
@@ -83,7 +93,11 @@ def prepare_engine(engine: str) -> None:
             raise ImportError("The zero3 engine needs DeepSpeed: `pip install --no-build-isolation deepspeed`.")
         import os
 
+        from accelerate import PartialState
+
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+        PartialState(backend="gloo")
 
 
 def force_fsdp_on_cpu() -> None:

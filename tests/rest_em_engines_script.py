@@ -10,8 +10,8 @@ rank 1 one) and 8 problems 4 shards (two each); a validation verifier that accep
 evaluated, so that the best iteration is 1 and not the last, and has to be loaded at the end. Rank 0 writes
 OUTPUT_DIR/result-{ENGINE}-{BACKEND}-{N}.json with the engine the model was prepared with, the validation history,
 the best iteration and how far the weights in memory at the end are from every saved iteration; the run itself is in
-OUTPUT_DIR/run-{ENGINE}-{BACKEND}-{N}. Every rank writes OUTPUT_DIR/rank{r}-{ENGINE}-{BACKEND}-{N}.json with the
-generate calls it made (under FSDP and ZeRO-3 each is a collective), as soon as training ends, crash or not.
+OUTPUT_DIR/run-{ENGINE}-{BACKEND}-{N}. Every rank r appends each generate call it makes (under FSDP and ZeRO-3 each
+is a collective) to OUTPUT_DIR/generate-calls-{ENGINE}-{BACKEND}-{N}-rank{r}.jsonl as it makes it.
 """
 
 import argparse
@@ -56,15 +56,27 @@ def make_verifier(tracker: IterationTracker):
     return verifier
 
 
-def count_generate_calls(model, calls: list) -> None:
-    """Records every `model.generate` / `model.generate_batch` call (its batch size and `synced_gpus`) in `calls`."""
+def count_generate_calls(model, path: str) -> None:
+    """Appends to `path` a line when a `model.generate` / `model.generate_batch` call starts (its number of prompts
+    and `synced_gpus` argument) and one when it ends (the forward passes it ran), written at once so that they survive
+    a crash."""
+    forwards = [0]
+    model.register_forward_pre_hook(lambda module, args: forwards.__setitem__(0, forwards[0] + 1))
+
+    def write(line):
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
     for method in ("generate", "generate_batch"):
         original = getattr(model, method)
 
         def counting(*args, _original=original, _method=method, **kwargs):
             inputs = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
-            calls.append({"method": _method, "prompts": len(inputs), "synced_gpus": kwargs.get("synced_gpus")})
-            return _original(*args, **kwargs)
+            write({"start": _method, "prompts": len(inputs), "synced_gpus": kwargs.get("synced_gpus")})
+            start = forwards[0]
+            output = _original(*args, **kwargs)
+            write({"end": _method, "forwards": forwards[0] - start})
+            return output
 
         setattr(model, method, counting)
 
@@ -93,8 +105,10 @@ def main(output_dir: str, engine: str, num_train: int = 6, backend: str = "gener
         **engine_training_args(engine),
     )
     tracker = IterationTracker()
-    model, calls = build_tiny_model(tokenizer, seed=0), []
-    count_generate_calls(model, calls)
+    model = build_tiny_model(tokenizer, seed=0)
+    count_generate_calls(
+        model, os.path.join(output_dir, f"generate-calls-{name}-rank{os.environ.get('RANK', 0)}.jsonl")
+    )
     trainer = ReSTEMTrainer(
         model=model,
         args=args,
@@ -104,12 +118,7 @@ def main(output_dir: str, engine: str, num_train: int = 6, backend: str = "gener
         verifiers=[make_verifier(tracker)],
         callbacks=[tracker],
     )
-    rank = trainer.accelerator.process_index
-    try:
-        trainer.train()
-    finally:
-        with open(os.path.join(output_dir, f"rank{rank}-{name}.json"), "w") as f:
-            json.dump({"rank": rank, "generate_calls": calls}, f)
+    trainer.train()
     final = trainer.accelerator.get_state_dict(trainer.model)  # a collective under FSDP and ZeRO-3
     if trainer.accelerator.is_main_process:
         from safetensors.torch import load_file

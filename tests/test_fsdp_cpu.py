@@ -19,7 +19,7 @@ HERE = Path(__file__).parent
 MOS_SCRIPT, RESTEM_SCRIPT = HERE / "mixing_engines_script.py", HERE / "rest_em_engines_script.py"
 WORLD = 2
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.engines, pytest.mark.timeout(600)]
 
 
 def _read(path):
@@ -84,6 +84,22 @@ def _restem_run(output_dir, engine, num_train):
     return job, _read(output_dir / f"result-{name}.json"), output_dir / f"run-{name}"
 
 
+def generate_calls(output_dir, name):
+    """Per rank, the generate calls it started: `(prompts, forward passes)`, the latter `None` for a call that did not
+    end (read from the files the script appends to at the start and end of every call)."""
+    calls = []
+    for rank in range(WORLD):
+        path = output_dir / f"generate-calls-{name}-rank{rank}.jsonl"
+        lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        calls.append([])
+        for line in lines:
+            if "start" in line:
+                calls[-1].append([line["prompts"], None])
+            else:
+                calls[-1][-1][1] = line["forwards"]
+    return calls
+
+
 @pytest.fixture(scope="module")
 def restem_ddp_4_shards(output_dir):
     return _restem_run(output_dir, "ddp", 8)
@@ -114,6 +130,28 @@ def test_restem_fsdp2_three_shards_on_two_ranks_best_iteration_loaded(restem_fsd
     assert result["final_weights_distance"]["iteration-1/model"] < 1e-6
     assert result["final_weights_distance"]["best"] < 1e-6
     assert result["final_weights_distance"]["iteration-2/model"] > 1e-4  # so loading iteration 1 mattered
+
+
+def test_restem_fsdp2_every_rank_makes_the_same_generate_calls(restem_fsdp2_3_shards, output_dir):
+    """Under FSDP2 every forward pass is a collective (parameters are all-gathered): with 3 shards on 2 ranks, every
+    rank must still make as many generate calls, each with as many prompts and as many forward passes (issue 15,
+    item 4: pad with throw-away work; `synced_gpus` keeps a rank whose samples ended early in the other's passes)."""
+    rank0, rank1 = generate_calls(output_dir, "fsdp2-generate-6")
+    assert len(rank0) > 0
+    assert rank0 == rank1, f"rank 0 started {len(rank0)} generate calls, rank 1 {len(rank1)}"
+    job, _, _ = restem_fsdp2_3_shards
+    job.check()
+
+
+def test_restem_ddp_reference_loads_the_best_iteration_at_the_end(restem_ddp_4_shards):
+    """The DDP run the FSDP2 runs are compared with: best iteration 1 (not the last) is what the model holds at the
+    end, and what `best/` holds."""
+    job, result, _ = restem_ddp_4_shards
+    job.check()
+    assert result["engine"] == "ddp" and result["best_iteration"] == 1
+    assert result["final_weights_distance"]["iteration-1/model"] < 1e-6
+    assert result["final_weights_distance"]["best"] < 1e-6
+    assert result["final_weights_distance"]["iteration-2/model"] > 1e-4
 
 
 def test_restem_fsdp2_loads_the_best_iteration_at_the_end(restem_fsdp2_4_shards):
