@@ -78,3 +78,94 @@ def test_state_is_checked_on_load():
     other = SkillRewards(MoSConfig(reward="diff"), INDEX, seed=1)
     with pytest.raises(ValueError, match="probe sets differ"):
         other.load_state_dict(rewards.state_dict())
+
+
+def test_cossim_pools_only_its_own_probe_size_when_diff_probes_are_more():
+    # every row has its own hidden direction, so which rows CosSim pools changes the reward
+    class RowRunner(FakeRunner):
+        def run(self, rows, hidden, nll, base_model=False):
+            self.calls.append((len(rows), hidden, nll, base_model))
+            values = []
+            for row in rows:
+                parts = [torch.tensor([1.0, float(row)], dtype=torch.float64)] if hidden else []
+                parts.append(torch.tensor([4.0, 4.0], dtype=torch.float64))
+                values.append(torch.cat(parts))
+            return torch.stack(values)
+
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=2, diff_probe_size=5)
+    rewards = SkillRewards(config, INDEX, seed=0)
+    runner = RowRunner(None, None)
+    rewards.compute_base(runner)
+    rewards.compute(runner)
+    assert runner.calls[-1] == (5 + 5 + 3, True, True, False)  # one forward pass over the larger probe sets
+    z = np.array([[1.0, np.mean(rows[:2])] for rows in rewards.probe_rows])
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(rewards.last["cossim"], (z @ z.T).mean(axis=1))
+    np.testing.assert_allclose(rewards.last["diff"], [1.0, 1.0, 1.0])
+
+
+def _sft_trainer(tmp_path, tokenizer, train, model=None, **overrides):
+    from trl import SFTTrainer
+
+    from trl_mos.testing import build_tiny_model, tiny_sft_config
+
+    args = tiny_sft_config(tmp_path, max_steps=1, per_device_train_batch_size=4, **overrides)
+    model = model if model is not None else build_tiny_model(tokenizer, seed=0)
+    return SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def skills():
+    from trl_mos.tasks import make_skill_datasets
+
+    return make_skill_datasets(seed=0, sizes={"copy": 12, "reverse": 8, "sort": 6}, num_test_per_skill=2)["train"]
+
+
+def test_padding_free_probes_give_the_rewards_of_padded_probes(tmp_path, tiny_tokenizer, skills):
+    from trl_mos.mixing import MixtureOfSkillsCallback
+
+    # 5 probes per skill in batches of 4: batches span two skills, and a padding-free batch is one flattened row
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=5, diff_probe_size=3, probe_batch_size=4)
+    results = {}
+    for padding_free in (False, True):
+        trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills, padding_free=padding_free, max_length=None)
+        callback = MixtureOfSkillsCallback(trainer, config)
+        rows, _ = callback.rewards._flatten(callback.rewards.probe_rows)
+        inputs, _, spans = callback.runner._collate(rows[:4])
+        assert inputs["input_ids"].shape[0] == (1 if padding_free else 4)
+        assert len(spans) == 4
+        callback.rewards.compute_base(callback.runner)
+        with torch.no_grad():
+            for parameter in trainer.model.parameters():
+                parameter.add_(0.02 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+        per_row = callback.runner.run(rows, hidden=True, nll=True)
+        callback.rewards.compute(callback.runner)
+        results[padding_free] = per_row, dict(callback.rewards.last)
+    (padded, padded_rewards), (flat, flat_rewards) = results[False], results[True]
+    assert len(torch.unique(flat[:, -2])) == len(flat)  # one distinct NLL per probe example
+    torch.testing.assert_close(flat, padded, rtol=1e-5, atol=1e-5)
+    for name in ("cossim", "diff", "reward"):
+        np.testing.assert_allclose(flat_rewards[name], padded_rewards[name], rtol=1e-5)
+    assert not np.allclose(padded_rewards["diff"], 1.0)
+
+
+def test_peft_cossim_probes_skip_the_lm_head(tmp_path, tiny_tokenizer, skills):
+    from peft import LoraConfig, get_peft_model
+
+    from trl_mos.mixing import MixtureOfSkillsCallback
+    from trl_mos.testing import build_tiny_model
+
+    model = get_peft_model(build_tiny_model(tiny_tokenizer, seed=0), LoraConfig(r=4, target_modules=["q_proj"]))
+    trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills, model=model)
+    callback = MixtureOfSkillsCallback(trainer, MoSConfig(reward="cossim", cossim_probe_size=2))
+    positions = []
+    head = model.get_base_model().get_output_embeddings()
+    handle = head.register_forward_hook(lambda module, args, output: positions.append(output.shape[1]))
+    try:
+        callback.rewards.compute(callback.runner)
+        assert positions == [1, 1]  # 6 probes in batches of 4: the head ran on one position per example
+        positions.clear()
+        callback.runner.run([0, 1], hidden=False, nll=True)
+        assert positions[0] > 1  # the NLL needs every position
+    finally:
+        handle.remove()

@@ -56,8 +56,11 @@ def _unwrap(model):
 
 
 def _accepts(model, name: str) -> bool:
+    model = _unwrap(model)
+    if hasattr(model, "get_base_model"):  # PEFT: the wrapper's forward passes its `**kwargs` on to the base model
+        model = model.get_base_model()
     try:
-        return name in inspect.signature(_unwrap(model).forward).parameters
+        return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
 
@@ -82,7 +85,15 @@ class ProbeRunner:
             self.columns = [c for c in columns if c != skill_column]
         self._dataset = None
 
-    def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor]:
+    def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor, list[tuple[int, int, int]]]:
+        """Collates `rows` with the trainer's collator; also returns where every example lies in the batch.
+
+        Returns:
+            `(inputs, labels, spans)`: `spans[k] = (batch_row, start, end)` holds the tokens of `rows[k]`. A padded
+            batch has one example per batch row (its padding is excluded through the attention mask); a padding-free
+            batch (TRL's `padding_free=True`: one flattened row with `position_ids`, no attention mask) holds every
+            example in one row, one after the other.
+        """
         if self._dataset is None:
             self._dataset = self.trainer.train_dataset.select_columns(self.columns)
         columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
@@ -93,7 +104,23 @@ class ProbeRunner:
         labels = batch.pop("labels", None)
         if labels is None:  # no labels: every real token counts
             labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
-        return batch, labels
+        num_rows, length = batch["input_ids"].shape
+        if num_rows == len(rows):
+            return batch, labels, [(i, 0, length) for i in range(num_rows)]
+        # padding-free: the examples were concatenated into one row
+        if "input_ids" in features[0]:
+            lengths = [len(feature["input_ids"]) for feature in features]
+        else:  # collated from raw columns: every example starts where its positions restart at 0
+            starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() if "position_ids" in batch else []
+            lengths = np.diff(starts + [length]).tolist() if len(starts) == len(rows) else []
+        if num_rows != 1 or len(lengths) != len(rows) or sum(lengths) > length:
+            raise ValueError(
+                f"The data collator turned {len(rows)} Mixture-of-Skills probe examples into a batch of {num_rows} "
+                "row(s) that cannot be split back into examples; use a collator that returns one row per example "
+                "or TRL's padding-free collator."
+            )
+        ends = np.cumsum(lengths).tolist()
+        return batch, labels, [(0, end - size, end) for size, end in zip(lengths, ends, strict=True)]
 
     @torch.no_grad()
     def run(self, rows: list[int], hidden: bool, nll: bool, base_model: bool = False) -> torch.Tensor:
@@ -113,6 +140,7 @@ class ProbeRunner:
         world_size, rank = accelerator.num_processes, accelerator.process_index
         batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
         starts = np.cumsum([0] + [len(b) for b in batches])
+        # without a cache, a padding-free batch's `position_ids` keep its examples apart in attention
         extra = {"use_cache": False}
         if hidden:
             extra["output_hidden_states"] = True
@@ -132,16 +160,21 @@ class ProbeRunner:
                 for round_ in range(math.ceil(len(batches) / world_size)):
                     index = round_ * world_size + rank
                     is_real = index < len(batches)
-                    inputs, labels = self._collate(batches[index] if is_real else batches[-1])
+                    inputs, labels, spans = self._collate(batches[index] if is_real else batches[-1])
                     outputs = model(**inputs, **extra)
                     values = []
                     if hidden:
                         states = outputs.hidden_states[-1].float()
                         mask = inputs.get("attention_mask")
                         mask = torch.ones(states.shape[:2], device=states.device) if mask is None else mask.float()
-                        values.append((states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1))
+                        pooled = []
+                        for row, start, end in spans:
+                            weights = mask[row, start:end, None]
+                            pooled.append((states[row, start:end] * weights).sum(0) / weights.sum().clamp_min(1))
+                        values.append(torch.stack(pooled))
                     if nll:
-                        values.append(_per_example_nll(outputs.logits, labels))
+                        logits = [outputs.logits[row, start:end] for row, start, end in spans]
+                        values.append(_per_example_nll(logits, [labels[row, start:end] for row, start, end in spans]))
                     values = torch.cat(values, dim=1).double().cpu()
                     if results is None:
                         results = torch.zeros(len(rows), values.shape[1], dtype=torch.float64)
@@ -154,8 +187,11 @@ class ProbeRunner:
         return results
 
 
-def _per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count."""
+def _per_example_nll(logits, labels) -> torch.Tensor:
+    """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count.
+
+    `logits` and `labels` are batched tensors or lists of per-example tensors (`(length, vocab)` and `(length,)`).
+    """
     rows = []
     for example_logits, example_labels in zip(
         logits, labels, strict=True
@@ -216,10 +252,13 @@ class SkillRewards:
         # Diff probes are prefixes of the CosSim probes: one forward pass serves both
         values = runner.run(rows, hidden=use_cossim, nll=use_diff)
         skills = np.asarray(skills)
+        # rank of every row among its skill's probes: each reward reads the prefix of its own probe size
+        ranks = np.concatenate([np.arange(len(skill_rows)) for skill_rows in per_skill])
         components: dict[str, np.ndarray] = {}
         if use_cossim:
             hidden = values[:, :-2] if use_diff else values
-            z = torch.stack([hidden[torch.as_tensor(skills == s)].mean(0) for s in range(self.num_skills)])
+            pooled = torch.as_tensor(ranks < self.probe_size["cossim"])
+            z = torch.stack([hidden[torch.as_tensor(skills == s) & pooled].mean(0) for s in range(self.num_skills)])
             cosine = F.cosine_similarity(z[:, None, :], z[None, :, :], dim=-1).numpy()
             components["cossim"] = cosine[:, self.target] if self.target is not None else cosine.mean(axis=1)
         if use_diff:
@@ -227,8 +266,7 @@ class SkillRewards:
             ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).numpy()
             diff = np.zeros(self.num_skills)
             for skill in range(self.num_skills):
-                count = min(self.probe_size["diff"], len(self.probe_rows[skill]))
-                current = ppl[skills == skill][:count]
+                current = ppl[(skills == skill) & (ranks < self.probe_size["diff"])]
                 diff[skill] = float(np.mean(current / np.asarray(self.base_ppl[skill])))
             if self.target is not None:
                 diff[self.target] *= 2.0
