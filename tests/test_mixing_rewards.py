@@ -1,4 +1,6 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,78 @@ def test_peft_cossim_probes_skip_the_lm_head(tmp_path, tiny_tokenizer, skills):
         assert positions[0] > 1  # the NLL needs every position
     finally:
         handle.remove()
+
+
+class RowRunner:
+    """Per-row values: hidden `[1, row]`, and an NLL that depends on the row and on `scale` (the model's state)."""
+
+    def __init__(self, scale=1.0):
+        self.scale, self.calls = scale, []
+
+    def run(self, rows, hidden, nll, base_model=False):
+        self.calls.append((list(rows), hidden, nll, base_model))
+        values = []
+        for row in rows:
+            parts = [torch.tensor([1.0, float(row)], dtype=torch.float64)] if hidden else []
+            if nll:
+                parts.append(torch.tensor([self.scale * (1 + row % 5) * 3, 3.0], dtype=torch.float64))
+            values.append(torch.cat(parts))
+        return torch.stack(values)
+
+
+def test_per_update_probes_are_redrawn_with_replacement_and_resume_exactly():
+    config = MoSConfig(
+        reward=["cossim", "diff"], probe_resampling="per_update", cossim_probe_size=6, diff_probe_size=2
+    )
+    rewards = SkillRewards(config, INDEX, seed=0)
+    base, now = RowRunner(1.0), RowRunner(0.5)
+    rewards.compute_base(base)
+    assert base.calls == [(list(range(53)), False, True, True)]  # θ0 over every row any update may draw
+    draws, results, states = [], [], []
+    for _ in range(3):
+        results.append(rewards.compute(now))
+        draws.append(now.calls[-1][0])
+        states.append(rewards.state_dict())
+    assert len(set(map(tuple, draws))) == 3  # a new probe set at every update
+    assert draws[0].count(draws[0][-1]) >= 2  # skill c has 3 rows for 6 draws: drawn with replacement
+    assert all(
+        INDEX.skill_ids[row] == skill
+        for draw in draws
+        for skill, row in zip(np.repeat(range(3), 6), draw, strict=True)
+    )
+    # Diff compares each drawn row with its own θ0 perplexity: here exp(scale · (1 + row % 5)) ratios
+    rows = np.asarray(draws[2]).reshape(3, 6)[:, :2]
+    expected = np.exp(-0.5 * (1 + rows % 5)).mean(axis=1)
+    np.testing.assert_allclose(rewards.last["diff"], expected)
+    resumed = SkillRewards(config, INDEX, seed=0)
+    resumed.load_state_dict(json.loads(json.dumps(states[0])))  # as saved in trainer_state.json
+    again = RowRunner(0.5)
+    np.testing.assert_allclose([resumed.compute(again) for _ in range(2)], results[1:])
+    assert [call[0] for call in again.calls] == draws[1:]
+    with pytest.raises(ValueError, match="probe sets differ"):
+        SkillRewards(config, INDEX, seed=1).load_state_dict(states[0])
+    fixed = SkillRewards(MoSConfig(reward=["cossim", "diff"]), INDEX, seed=0)
+    fixed.compute_base(base)
+    assert fixed.compute(now) is not None and fixed.compute(now) is not None
+    assert now.calls[-1][0] == now.calls[-2][0]  # "fixed": the same probes at every update
+
+
+def test_held_out_probe_dataset_is_prepared_and_probed(tmp_path, tiny_tokenizer, skills):
+    from trl_mos.mixing import MixtureOfSkillsCallback
+    from trl_mos.tasks import make_skill_datasets
+
+    held_out = make_skill_datasets(seed=0, sizes={"copy": 12, "reverse": 8, "sort": 6}, num_test_per_skill=2)["test"]
+    trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills)
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=3, diff_probe_size=2)
+    callback = MixtureOfSkillsCallback(trainer, config, probe_dataset=held_out)
+    assert "input_ids" in callback.runner.source.column_names and len(callback.runner.source) == 6
+    assert held_out.column_names == ["prompt", "completion", "answer", "skill"]  # the user's dataset is untouched
+    probed = {tuple(callback.runner.source[row]["input_ids"]) for rows in callback.rewards.probe_rows for row in rows}
+    train_rows = {tuple(ids) for ids in trainer.train_dataset["input_ids"]}
+    assert len(probed) == 6 and not probed & train_rows
+    callback.rewards.compute_base(callback.runner)
+    callback.rewards.compute(callback.runner)
+    np.testing.assert_allclose(callback.rewards.last["diff"], 1.0, rtol=1e-6)  # θ = θ0
+    reordered = held_out.cast_column("skill", held_out.features["skill"].__class__(names=["sort", "reverse", "copy"]))
+    with pytest.raises(ValueError, match="same skills in the same order"):
+        MixtureOfSkillsCallback(trainer, config, probe_dataset=reordered)

@@ -31,7 +31,15 @@ from .data import SkillIndex
 logger = logging.get_logger(__name__)
 
 # columns the data collators of TRL and Transformers turn into model inputs and labels
-_MODEL_COLUMNS = ("input_ids", "attention_mask", "labels", "completion_mask", "assistant_masks", "token_type_ids")
+_MODEL_COLUMNS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "completion_mask",
+    "assistant_masks",
+    "token_type_ids",
+    "seq_lengths",  # packed rows: where each packed example starts
+)
 _PROBE_STREAM = 2
 
 
@@ -73,12 +81,15 @@ class ProbeRunner:
             `accelerator` are used).
         skill_column (`str`): the skill column, never passed to the collator.
         batch_size (`int`): examples per forward pass.
+        dataset (`Dataset`, *optional*): the dataset whose rows are probed, prepared like the train dataset.
+            Defaults to the trainer's train dataset.
     """
 
-    def __init__(self, trainer, skill_column: str, batch_size: int):
+    def __init__(self, trainer, skill_column: str, batch_size: int, dataset=None):
         self.trainer = trainer
         self.batch_size = batch_size
-        columns = trainer.train_dataset.column_names
+        self.source = dataset if dataset is not None else trainer.train_dataset
+        columns = self.source.column_names
         if "input_ids" in columns:
             self.columns = [c for c in _MODEL_COLUMNS if c in columns]
         else:  # the collator tokenizes on the fly: give it the raw columns
@@ -95,7 +106,7 @@ class ProbeRunner:
             example in one row, one after the other.
         """
         if self._dataset is None:
-            self._dataset = self.trainer.train_dataset.select_columns(self.columns)
+            self._dataset = self.source.select_columns(self.columns)
         columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
         features = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         batch = dict(self.trainer.data_collator(features))
@@ -206,9 +217,14 @@ def _per_example_nll(logits, labels) -> torch.Tensor:
 class SkillRewards:
     """Computes the configured MoS reward per skill and keeps what it needs across checkpoints.
 
+    With `probe_resampling="fixed"` the probe sets are drawn once (without replacement); with `"per_update"` they
+    are redrawn at every update, with replacement, from the update's own seed (`[seed, update index]`), so a resumed
+    run draws the same sets. The Diff reward then needs θ0's perplexity of any row it may draw: it is computed once,
+    at train start, for every row of the probe pool.
+
     Args:
-        config ([`MoSConfig`]): the configuration (rewards, weights, EMA, probe sizes).
-        skill_index ([`SkillIndex`]): skills of the train dataset.
+        config ([`MoSConfig`]): the configuration (rewards, weights, EMA, probe sizes and resampling).
+        skill_index ([`SkillIndex`]): skills of the rows probes are drawn from (the train or the probe dataset).
         seed (`int`): seed of the probe selection.
     """
 
@@ -219,10 +235,31 @@ class SkillRewards:
         self.num_skills = skill_index.num_skills
         sizes = {"cossim": config.cossim_probe_size, "diff": config.diff_probe_size}
         self.probe_size = {name: sizes[name] for name in config.reward}
-        self.probe_rows = select_probe_rows(skill_index, max(self.probe_size.values()), seed)
-        self.base_ppl: list[list[float]] | None = None
+        self.pool = skill_index
+        self.seed = seed
+        self.per_update = getattr(config, "probe_resampling", "fixed") == "per_update"
+        self.num_updates = 0  # rewards computed so far
+        self.probe_rows = self._draw(0) if self.per_update else select_probe_rows(skill_index, self._size, seed)
+        self.base_ppl: list[list[float]] | None = None  # θ0 perplexities of the fixed Diff probes, per skill
+        self.base_ppl_by_row: list[float] | None = None  # per_update: θ0 perplexity of every row of the pool
         self.ema: np.ndarray | None = None
         self.last: dict[str, list[float]] = {}
+
+    @property
+    def _size(self) -> int:
+        return max(self.probe_size.values())
+
+    def _draw(self, update: int) -> list[list[int]]:
+        """The probe sets of one update under `probe_resampling="per_update"`: `max(probe sizes)` rows per skill,
+        drawn with replacement."""
+        probes = []
+        for skill in range(self.num_skills):
+            rows = self.pool.rows_of(skill)
+            draws = np.random.default_rng([self.seed, _PROBE_STREAM, skill, update]).integers(
+                len(rows), size=self._size
+            )
+            probes.append([int(r) for r in rows[draws]])
+        return probes
 
     def _rows(self, name: str) -> list[list[int]]:
         return [rows[: self.probe_size[name]] for rows in self.probe_rows]
@@ -237,6 +274,11 @@ class SkillRewards:
         """Records the perplexities of the Diff probes under the model as it is now (call at train start)."""
         if "diff" not in self.weights:
             return
+        if self.per_update:
+            rows = list(range(len(self.pool.skill_ids)))
+            nll = runner.run(rows, hidden=False, nll=True, base_model=True)
+            self.base_ppl_by_row = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
+            return
         rows, skills = self._flatten(self._rows("diff"))
         nll = runner.run(rows, hidden=False, nll=True, base_model=True)
         ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
@@ -247,6 +289,9 @@ class SkillRewards:
     def compute(self, runner: ProbeRunner) -> np.ndarray:
         """Returns the reward per skill (after the weighted combination and the EMA, if configured)."""
         use_cossim, use_diff = "cossim" in self.weights, "diff" in self.weights
+        if self.per_update:
+            self.probe_rows = self._draw(self.num_updates)
+        self.num_updates += 1
         per_skill = self.probe_rows if use_cossim else self._rows("diff")
         rows, skills = self._flatten(per_skill)
         # Diff probes are prefixes of the CosSim probes: one forward pass serves both
@@ -266,8 +311,12 @@ class SkillRewards:
             ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).numpy()
             diff = np.zeros(self.num_skills)
             for skill in range(self.num_skills):
-                current = ppl[(skills == skill) & (ranks < self.probe_size["diff"])]
-                diff[skill] = float(np.mean(current / np.asarray(self.base_ppl[skill])))
+                probes = (skills == skill) & (ranks < self.probe_size["diff"])
+                if self.per_update:
+                    base = np.asarray(self.base_ppl_by_row)[np.asarray(rows)[probes]]
+                else:
+                    base = np.asarray(self.base_ppl[skill])
+                diff[skill] = float(np.mean(ppl[probes] / base))
             if self.target is not None:
                 diff[self.target] *= 2.0
             components["diff"] = diff
@@ -284,17 +333,24 @@ class SkillRewards:
         return {
             "probe_rows": self.probe_rows,
             "base_ppl": self.base_ppl,
+            "base_ppl_by_row": self.base_ppl_by_row,
+            "num_updates": self.num_updates,
             "ema": None if self.ema is None else self.ema.tolist(),
             "last": self.last,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["probe_rows"] != self.probe_rows:
+        num_updates = state.get("num_updates", 0)
+        expected = self._draw(max(num_updates - 1, 0)) if self.per_update else self.probe_rows
+        if state["probe_rows"] != expected:
             raise ValueError(
-                "The saved Mixture-of-Skills probe sets differ from this run's (different train dataset or seed); "
-                "resume with the same data and seed."
+                "The saved Mixture-of-Skills probe sets differ from this run's (different train or probe dataset, "
+                "seed or probe settings); resume with the same data, seed and MoSConfig."
             )
+        self.probe_rows = expected
         self.base_ppl = state["base_ppl"]
+        self.base_ppl_by_row = state.get("base_ppl_by_row")
+        self.num_updates = num_updates
         self.ema = None if state["ema"] is None else np.asarray(state["ema"], dtype=np.float64)
         self.last = state.get("last", {})
 
