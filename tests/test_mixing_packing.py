@@ -150,3 +150,23 @@ def test_two_process_packed_run_resumes_exactly(tmp_path):
         assert full["row_skills"] == full["stream_skills"] and resumed["row_skills"] == resumed["stream_skills"]
     assert runs["full"][0]["records"] == runs["full"][1]["records"]
     assert runs["full"][0]["batches"] != runs["full"][1]["batches"]  # the ranks train on different rows
+
+
+def test_consumed_tokens_follow_the_rows_the_sampler_drew():
+    from trl_mos.mixing import SkillIndex, SkillSampler
+
+    index = SkillIndex(names=["a", "b", "c"], skill_ids=np.repeat(np.arange(3), [50, 7, 3]))
+    sampler = SkillSampler(index, [0.5, 0.3, 0.2], seed=0, epoch_length=60)
+    sampler.set_probabilities([0.2, 0.3, 0.5], 100)
+    callback = MixtureOfSkillsCallback.__new__(MixtureOfSkillsCallback)  # only the bookkeeping is exercised
+    callback.sampler, callback.skill_index = sampler, index
+    tokens, consumed, totals = np.arange(60) * 3 + 1, np.zeros(3, dtype=np.int64), np.zeros(3)
+    for start, end in [(0, 37), (37, 100), (100, 401)]:  # several rounds of every skill's permutation
+        counts = sampler.skill_counts(start, end)
+        for skill in range(3):
+            totals[skill] += tokens[
+                callback._skill_rows(skill, consumed[skill], consumed[skill] + counts[skill])
+            ].sum()
+        consumed += counts
+    rows = sampler.rows_at(0, 401)
+    np.testing.assert_array_equal(totals, np.bincount(index.skill_ids[rows], weights=tokens[rows], minlength=3))

@@ -272,12 +272,12 @@ class MixtureOfSkillsCallback(TrainerCallback):
     def _metrics(self, step: int) -> dict[str, float]:
         consumed_until = step * self.draws_per_step
         if consumed_until > self._consumed_until:
-            self._consumed += self.sampler.skill_counts(self._consumed_until, consumed_until)
+            counts = self.sampler.skill_counts(self._consumed_until, consumed_until)
             if self._row_tokens is not None:
-                rows = self.sampler.rows_at(self._consumed_until, consumed_until)
-                self._consumed_tokens += np.bincount(
-                    self.skill_index.skill_ids[rows], weights=self._row_tokens[rows], minlength=len(self._consumed)
-                ).astype(np.int64)
+                for skill, count in enumerate(counts):
+                    rows = self._skill_rows(skill, int(self._consumed[skill]), int(self._consumed[skill] + count))
+                    self._consumed_tokens[skill] += int(self._row_tokens[rows].sum())
+            self._consumed += counts
             self._consumed_until = consumed_until
         metrics = {}
         probabilities = self.sampler.probabilities
@@ -289,6 +289,16 @@ class MixtureOfSkillsCallback(TrainerCallback):
             if self._row_tokens is not None:
                 metrics[f"mos/consumed_tokens/{name}"] = int(self._consumed_tokens[i])
         return metrics
+
+    def _skill_rows(self, skill: int, first: int, last: int) -> np.ndarray:
+        """The rows of the `first`-th to `last`-th draws of `skill` (vectorised; the sampler walks each skill's rows
+        through one seeded permutation per round)."""
+        size = int(self.skill_index.sizes[skill])
+        parts = []
+        for round_ in range(first // size, (last - 1) // size + 1 if last > first else first // size):
+            lo, hi = max(first - round_ * size, 0), min(last - round_ * size, size)
+            parts.append(self.sampler._permutation(skill, round_)[lo:hi])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def _record(self, step: int, position: int, probabilities, signal: dict | None = None) -> None:
         names = self.skill_index.names
