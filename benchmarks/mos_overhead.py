@@ -12,7 +12,14 @@ The MoS configuration is the paper's cadence: 4 skills, an update every S=100 st
 
     python benchmarks/mos_overhead.py --steps 500 --repeats 5    # results JSON and a PNG plot beside it
 
-Target: ratio ≤ 1.05 for MoS (the paper reports ≈ 1.20).
+"MoS, frozen ..." runs MoS (rewards, policy updates, bookkeeping) but keeps the sampler at its initial uniform
+distribution, so it trains on exactly the data of the matching "uniform ..." run (the same padded tokens, checked):
+their paired ratio is the cost of learning the mixture alone. The padding-free and packed (within each skill)
+configurations repeat that comparison with `padding_free=True` and with `packing=True`.
+
+    python benchmarks/mos_overhead.py --steps 300 --repeats 3 --configs "MoS, frozen"   # frozen runs and references
+
+Target: ≤ 1.02× of the frozen MoS runs against uniform (ADO reports ≈ 1.004, the paper ≈ 1.20).
 """
 
 from __future__ import annotations
@@ -24,19 +31,42 @@ import statistics
 import time
 
 
+PAPER_MOS = dict(
+    strategy="mos", reward=["cossim", "diff"], use_ema=True, update_steps=100, cossim_probe_size=64, diff_probe_size=16
+)
+PADDING_FREE = dict(padding_free=True, max_length=None)
+PACKED = dict(packing=True, dataset_kwargs={"skip_prepare_dataset": True})  # packed within each skill by the callback
+
+# name: the MoSConfig (None: no callback), the SFTConfig changes, whether the distribution is frozen (the policy learns
+# but the sampler keeps its initial, uniform distribution: the data of "uniform", so only the learning costs differ),
+# and the configuration it is compared with
 CONFIGS = {
-    "baseline (stock sampler)": None,
-    "proportional (our sampler)": dict(strategy="proportional"),
-    "uniform (static, our sampler)": dict(strategy="uniform"),
-    "MoS CosSim+Diff+EMA (S=100, 64/16)": dict(
-        strategy="mos",
-        reward=["cossim", "diff"],
-        use_ema=True,
-        update_steps=100,
-        cossim_probe_size=64,
-        diff_probe_size=16,
+    "baseline (stock sampler)": dict(mos=None),
+    "proportional (our sampler)": dict(mos=dict(strategy="proportional")),
+    "uniform (static, our sampler)": dict(mos=dict(strategy="uniform")),
+    "MoS CosSim+Diff+EMA (S=100, 64/16)": dict(mos=PAPER_MOS),
+    "MoS, frozen at uniform": dict(mos=PAPER_MOS, frozen=True, reference="uniform (static, our sampler)"),
+    "uniform, padding-free": dict(mos=dict(strategy="uniform"), sft=PADDING_FREE),
+    "MoS, frozen, padding-free": dict(mos=PAPER_MOS, sft=PADDING_FREE, frozen=True, reference="uniform, padding-free"),
+    "uniform, packed per skill": dict(mos=dict(strategy="uniform"), sft=PACKED),
+    "MoS, frozen, packed per skill": dict(
+        mos=PAPER_MOS, sft=PACKED, frozen=True, reference="uniform, packed per skill"
     ),
 }
+PARTS = ("rewards", "policy", "base", "logging")  # where the time inside the handlers goes
+
+
+def _time_calls(owner, name: str, timers: dict[str, float], key: str) -> None:
+    method = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            timers[key] += time.perf_counter() - start
+
+    setattr(owner, name, timed)
 
 
 def _time_handlers(callback, timer: list[float]) -> None:
@@ -56,7 +86,7 @@ def _time_handlers(callback, timer: list[float]) -> None:
 
 def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int) -> dict[str, float]:
     """One training run: `{"seconds": wall clock of train(), "handler_seconds": time in the callback's handlers,
-    "padded_tokens": input positions trained on, padding included}`."""
+    "padded_tokens": input positions trained on, padding included, and the handler time per part}`."""
     import datasets
     import transformers
     from transformers import PrinterCallback
@@ -68,6 +98,7 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    spec = CONFIGS[name]
     tokenizer = build_tiny_tokenizer(seed=seed)
     model = build_tiny_model(tokenizer, seed=seed)
     train = make_skill_datasets(seed=seed)["train"]
@@ -77,13 +108,30 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
         per_device_train_batch_size=batch_size,
         logging_steps=50,
         seed=seed,
+        **spec.get("sft", {}),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     trainer.remove_callback(PrinterCallback)
     handler_time, padded_tokens = [0.0], [0]
-    if CONFIGS[name] is not None:
-        callback = MixtureOfSkillsCallback(trainer, MoSConfig(**CONFIGS[name], plot=False))
+    parts = dict.fromkeys(PARTS, 0.0)
+    if spec["mos"] is not None:
+        callback = MixtureOfSkillsCallback(trainer, MoSConfig(**spec["mos"], plot=False))
         _time_handlers(callback, handler_time)
+        if callback.rewards is not None:
+            _time_calls(callback.rewards, "compute", parts, "rewards")
+            _time_calls(callback.rewards, "compute_base", parts, "base")
+        _time_calls(callback.strategy, "update", parts, "policy")
+        _time_calls(callback, "_metrics", parts, "logging")
+        if spec.get("frozen"):  # the policy learns, the sampler keeps its distribution
+            original = callback._get_train_sampler
+
+            def frozen_sampler(*args, **kwargs):
+                sampler = original(*args, **kwargs)
+                sampler.set_probabilities = lambda probabilities, position=None: position
+                return sampler
+
+            callback._get_train_sampler = frozen_sampler
+            trainer._get_train_sampler = frozen_sampler
         trainer.add_callback(callback)
     training_step = trainer.training_step
 
@@ -95,7 +143,7 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "handler_seconds": handler_time[0], "padded_tokens": padded_tokens[0]}
+    return {"seconds": seconds, "handler_seconds": handler_time[0], "padded_tokens": padded_tokens[0], **parts}
 
 
 def plot(rows: dict[str, dict], path: str) -> None:
@@ -132,7 +180,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default="benchmarks/results/mos_overhead.json")
     parser.add_argument("--replot", action="store_true", help="only redraw the plot from the results in --output")
+    parser.add_argument("--configs", nargs="*", default=None, help="names (or name prefixes) of configurations to run")
     args = parser.parse_args()
+    names = [n for n in CONFIGS if args.configs is None or any(n.startswith(prefix) for prefix in args.configs)]
+    names = list(dict.fromkeys(["baseline (stock sampler)"] + [CONFIGS[n].get("reference", n) for n in names] + names))
+    names = [n for n in CONFIGS if n in names]
     plot_path = os.path.splitext(args.output)[0] + ".png"
     if args.replot:
         with open(args.output) as f:
@@ -142,9 +194,9 @@ def main() -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     work_dir = os.path.join(os.path.dirname(os.path.abspath(args.output)), "mos_overhead_runs")
     timed_run("baseline (stock sampler)", 20, args.batch_size, work_dir, seed=0)  # warm-up (imports, caches)
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for name in CONFIGS:  # interleaved, so that drifts of the machine's speed hit every configuration alike
+        for name in names:  # interleaved, so that drifts of the machine's speed hit every configuration alike
             run = timed_run(name, args.steps, args.batch_size, work_dir, seed=repeat)
             runs[name].append(run)
             print(
@@ -159,7 +211,7 @@ def main() -> None:
     print(f"\n{args.steps} steps × batch {args.batch_size}, {args.repeats} interleaved runs per configuration")
     print(
         f"{'configuration':<38} {'min s':>7} {'ratio':>6} {'median s':>8} {'ratio':>6} "
-        f"{'handlers s':>10} {'handlers/rest':>13} {'padded tok':>10}"
+        f"{'handlers s':>10} {'handlers/rest':>13} {'padded tok':>10} {'vs reference (median, spread)':>30}"
     )
     rows = {}
     for name, values in runs.items():
@@ -168,7 +220,22 @@ def main() -> None:
         handlers = statistics.median(run["handler_seconds"] for run in values)
         share = statistics.median(run["handler_seconds"] / (run["seconds"] - run["handler_seconds"]) for run in values)
         tokens = statistics.median(run["padded_tokens"] for run in values)
+        reference = CONFIGS[name].get("reference")
+        against = {}
+        if reference is not None:  # paired by repeat: run r of both used the same seed, one after the other
+            ratios = [a["seconds"] / b["seconds"] for a, b in zip(values, runs[reference], strict=True)]
+            against = {
+                "reference": reference,
+                "paired_ratios": ratios,
+                "paired_ratio_median": statistics.median(ratios),
+                "same_tokens": [
+                    a["padded_tokens"] == b["padded_tokens"] for a, b in zip(values, runs[reference], strict=True)
+                ],
+            }
+        parts = {part: statistics.median(run[part] for run in values) for part in PARTS}
         rows[name] = {
+            **against,
+            "parts_median": parts,
             "runs": values,
             "min": fastest,
             "ratio_min": fastest / base_min,
@@ -181,7 +248,15 @@ def main() -> None:
         print(
             f"{name:<38} {fastest:7.2f} {fastest / base_min:6.3f} {median:8.2f} {median / base_median:6.3f} "
             f"{handlers:10.2f} {share:13.3f} {tokens / 1e3:9.0f}k"
+            + (
+                f"   ×{against['paired_ratio_median']:.3f} ({min(against['paired_ratios']):.3f}–"
+                f"{max(against['paired_ratios']):.3f}) same data: {all(against['same_tokens'])}"
+                if against
+                else ""
+            )
         )
+        if handlers > 0:
+            print(" " * 40 + "handlers: " + ", ".join(f"{part} {parts[part]:.2f}s" for part in PARTS))
     with open(args.output, "w") as f:
         json.dump({"args": vars(args), "results": rows}, f, indent=1)
     plot(rows, plot_path)

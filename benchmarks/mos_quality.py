@@ -40,7 +40,13 @@ METHODS = {
     "MoS-Diff+EMA": dict(strategy="mos", reward=["diff"], use_ema=True, **MOS_COMMON),
     "MoSpec-Diff+EMA(add)": dict(strategy="mospec", target_skill="add", reward=["diff"], use_ema=True, **MOS_COMMON),
     "ODM": dict(strategy="odm"),
+    # probe sets (issue 11, item 5): the same MoS-Diff+EMA with probes redrawn at every update, and with held-out probes
+    "MoS-Diff+EMA/per-update": dict(
+        strategy="mos", reward=["diff"], use_ema=True, probe_resampling="per_update", **MOS_COMMON
+    ),
+    "MoS-Diff+EMA/held-out": dict(strategy="mos", reward=["diff"], use_ema=True, **MOS_COMMON),
 }
+HELD_OUT_PROBES = ("MoS-Diff+EMA/held-out",)  # rewards on rows generated apart from the train set (64 per skill)
 
 
 def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir: str, threads: int) -> dict:
@@ -70,7 +76,15 @@ def run_one(method: str, seed: int, max_steps: int, eval_every: int, output_dir:
         processing_class=tokenizer,
     )
     trainer.remove_callback(PrinterCallback)  # keep the benchmark's output to its own lines
-    callback = MixtureOfSkillsCallback(trainer, MoSConfig(**METHODS[method], plot=False))
+    probe_dataset = None
+    if method in HELD_OUT_PROBES:  # another draw of the generator, without any prompt of the train or test split
+        seen = set(data["train"]["prompt"]) | set(data["test"]["prompt"])
+        extra = make_skill_datasets(seed=seed + 1000, sizes={n: 200 for n in data["train"].features["skill"].names})
+        fresh = extra["train"].filter(lambda row: row["prompt"] not in seen)
+        skills = np.asarray(fresh["skill"])
+        keep = [int(i) for s in range(len(set(skills))) for i in np.flatnonzero(skills == s)[:64]]
+        probe_dataset = fresh.select(keep)
+    callback = MixtureOfSkillsCallback(trainer, MoSConfig(**METHODS[method], plot=False), probe_dataset=probe_dataset)
     trainer.add_callback(callback)
     curve = []
 

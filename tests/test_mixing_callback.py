@@ -265,7 +265,11 @@ def test_nan_reward_skips_the_update_with_a_warning(tmp_path, tiny_tokenizer, sk
     [
         (dict(config=MoSConfig(skill_column="domain")), "The train dataset has no skill column 'domain'"),
         (dict(config=MoSConfig(target_skill="juggle")), "MoSpec target skill 'juggle' is not in the mixture"),
-        (dict(sft=dict(packing=True)), "`packing=True` concatenates examples of different skills"),
+        (dict(sft=dict(packing=True)), "`packing=True` lets the trainer pack the whole train dataset"),
+        (
+            dict(sft=dict(padding_free=True, max_length=None), config=MoSConfig(strategy="odm")),
+            "Online Data Mixing needs",
+        ),
         (dict(sft=dict(train_sampling_strategy="group_by_length")), "conflicts with `train_sampling_strategy"),
         (dict(sft=dict(accelerator_config={"split_batches": True})), "`accelerator_config.split_batches=True`"),
         (dict(data="one"), "needs at least two skills"),

@@ -63,6 +63,7 @@ def test_parses_from_the_command_line_and_from_a_dict():
         ({"reward": ["cossim", "diff"], "reward_weights": [1.0]}, "needs one weight per reward"),
         ({"reward_weights": [-1.0]}, "must be non-negative"),
         ({"policy": "transformer"}, "Unknown policy 'transformer'"),
+        ({"probe_resampling": "always"}, "Unknown probe_resampling 'always'"),
         ({"strategy": "mospec"}, "needs `target_skill`"),
         ({"strategy": "uniform", "target_skill": "a"}, "only used by MoSpec"),
         ({"temperature": 0.0}, "`temperature` must be positive"),

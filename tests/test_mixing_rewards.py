@@ -1,4 +1,6 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,169 @@ def test_state_is_checked_on_load():
     other = SkillRewards(MoSConfig(reward="diff"), INDEX, seed=1)
     with pytest.raises(ValueError, match="probe sets differ"):
         other.load_state_dict(rewards.state_dict())
+
+
+def test_cossim_pools_only_its_own_probe_size_when_diff_probes_are_more():
+    # every row has its own hidden direction, so which rows CosSim pools changes the reward
+    class RowRunner(FakeRunner):
+        def run(self, rows, hidden, nll, base_model=False):
+            self.calls.append((len(rows), hidden, nll, base_model))
+            values = []
+            for row in rows:
+                parts = [torch.tensor([1.0, float(row)], dtype=torch.float64)] if hidden else []
+                parts.append(torch.tensor([4.0, 4.0], dtype=torch.float64))
+                values.append(torch.cat(parts))
+            return torch.stack(values)
+
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=2, diff_probe_size=5)
+    rewards = SkillRewards(config, INDEX, seed=0)
+    runner = RowRunner(None, None)
+    rewards.compute_base(runner)
+    rewards.compute(runner)
+    assert runner.calls[-1] == (5 + 5 + 3, True, True, False)  # one forward pass over the larger probe sets
+    z = np.array([[1.0, np.mean(rows[:2])] for rows in rewards.probe_rows])
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    np.testing.assert_allclose(rewards.last["cossim"], (z @ z.T).mean(axis=1))
+    np.testing.assert_allclose(rewards.last["diff"], [1.0, 1.0, 1.0])
+
+
+def _sft_trainer(tmp_path, tokenizer, train, model=None, **overrides):
+    from trl import SFTTrainer
+
+    from trl_mos.testing import build_tiny_model, tiny_sft_config
+
+    args = tiny_sft_config(tmp_path, max_steps=1, per_device_train_batch_size=4, **overrides)
+    model = model if model is not None else build_tiny_model(tokenizer, seed=0)
+    return SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+
+
+@pytest.fixture(scope="module")
+def skills():
+    from trl_mos.tasks import make_skill_datasets
+
+    return make_skill_datasets(seed=0, sizes={"copy": 12, "reverse": 8, "sort": 6}, num_test_per_skill=2)["train"]
+
+
+def test_padding_free_probes_give_the_rewards_of_padded_probes(tmp_path, tiny_tokenizer, skills):
+    from trl_mos.mixing import MixtureOfSkillsCallback
+
+    # 5 probes per skill in batches of 4: batches span two skills, and a padding-free batch is one flattened row
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=5, diff_probe_size=3, probe_batch_size=4)
+    results = {}
+    for padding_free in (False, True):
+        trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills, padding_free=padding_free, max_length=None)
+        callback = MixtureOfSkillsCallback(trainer, config)
+        rows, _ = callback.rewards._flatten(callback.rewards.probe_rows)
+        inputs, _, spans = callback.runner._collate(rows[:4])
+        assert inputs["input_ids"].shape[0] == (1 if padding_free else 4)
+        assert len(spans) == 4
+        callback.rewards.compute_base(callback.runner)
+        with torch.no_grad():
+            for parameter in trainer.model.parameters():
+                parameter.add_(0.02 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+        per_row = callback.runner.run(rows, hidden=True, nll=True)
+        callback.rewards.compute(callback.runner)
+        results[padding_free] = per_row, dict(callback.rewards.last)
+    (padded, padded_rewards), (flat, flat_rewards) = results[False], results[True]
+    assert len(torch.unique(flat[:, -2])) == len(flat)  # one distinct NLL per probe example
+    torch.testing.assert_close(flat, padded, rtol=1e-5, atol=1e-5)
+    for name in ("cossim", "diff", "reward"):
+        np.testing.assert_allclose(flat_rewards[name], padded_rewards[name], rtol=1e-5)
+    assert not np.allclose(padded_rewards["diff"], 1.0)
+
+
+def test_peft_cossim_probes_skip_the_lm_head(tmp_path, tiny_tokenizer, skills):
+    from peft import LoraConfig, get_peft_model
+
+    from trl_mos.mixing import MixtureOfSkillsCallback
+    from trl_mos.testing import build_tiny_model
+
+    model = get_peft_model(build_tiny_model(tiny_tokenizer, seed=0), LoraConfig(r=4, target_modules=["q_proj"]))
+    trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills, model=model)
+    callback = MixtureOfSkillsCallback(trainer, MoSConfig(reward="cossim", cossim_probe_size=2))
+    positions = []
+    head = model.get_base_model().get_output_embeddings()
+    handle = head.register_forward_hook(lambda module, args, output: positions.append(output.shape[1]))
+    try:
+        callback.rewards.compute(callback.runner)
+        assert positions == [1, 1]  # 6 probes in batches of 4: the head ran on one position per example
+        positions.clear()
+        callback.runner.run([0, 1], hidden=False, nll=True)
+        assert positions[0] > 1  # the NLL needs every position
+    finally:
+        handle.remove()
+
+
+class RowRunner:
+    """Per-row values: hidden `[1, row]`, and an NLL that depends on the row and on `scale` (the model's state)."""
+
+    def __init__(self, scale=1.0):
+        self.scale, self.calls = scale, []
+
+    def run(self, rows, hidden, nll, base_model=False):
+        self.calls.append((list(rows), hidden, nll, base_model))
+        values = []
+        for row in rows:
+            parts = [torch.tensor([1.0, float(row)], dtype=torch.float64)] if hidden else []
+            if nll:
+                parts.append(torch.tensor([self.scale * (1 + row % 5) * 3, 3.0], dtype=torch.float64))
+            values.append(torch.cat(parts))
+        return torch.stack(values)
+
+
+def test_per_update_probes_are_redrawn_with_replacement_and_resume_exactly():
+    config = MoSConfig(
+        reward=["cossim", "diff"], probe_resampling="per_update", cossim_probe_size=6, diff_probe_size=2
+    )
+    rewards = SkillRewards(config, INDEX, seed=0)
+    base, now = RowRunner(1.0), RowRunner(0.5)
+    rewards.compute_base(base)
+    assert base.calls == [(list(range(53)), False, True, True)]  # θ0 over every row any update may draw
+    draws, results, states = [], [], []
+    for _ in range(3):
+        results.append(rewards.compute(now))
+        draws.append(now.calls[-1][0])
+        states.append(rewards.state_dict())
+    assert len(set(map(tuple, draws))) == 3  # a new probe set at every update
+    assert draws[0].count(draws[0][-1]) >= 2  # skill c has 3 rows for 6 draws: drawn with replacement
+    assert all(
+        INDEX.skill_ids[row] == skill
+        for draw in draws
+        for skill, row in zip(np.repeat(range(3), 6), draw, strict=True)
+    )
+    # Diff compares each drawn row with its own θ0 perplexity: here exp(scale · (1 + row % 5)) ratios
+    rows = np.asarray(draws[2]).reshape(3, 6)[:, :2]
+    expected = np.exp(-0.5 * (1 + rows % 5)).mean(axis=1)
+    np.testing.assert_allclose(rewards.last["diff"], expected)
+    resumed = SkillRewards(config, INDEX, seed=0)
+    resumed.load_state_dict(json.loads(json.dumps(states[0])))  # as saved in trainer_state.json
+    again = RowRunner(0.5)
+    np.testing.assert_allclose([resumed.compute(again) for _ in range(2)], results[1:])
+    assert [call[0] for call in again.calls] == draws[1:]
+    with pytest.raises(ValueError, match="probe sets differ"):
+        SkillRewards(config, INDEX, seed=1).load_state_dict(states[0])
+    fixed = SkillRewards(MoSConfig(reward=["cossim", "diff"]), INDEX, seed=0)
+    fixed.compute_base(base)
+    assert fixed.compute(now) is not None and fixed.compute(now) is not None
+    assert now.calls[-1][0] == now.calls[-2][0]  # "fixed": the same probes at every update
+
+
+def test_held_out_probe_dataset_is_prepared_and_probed(tmp_path, tiny_tokenizer, skills):
+    from trl_mos.mixing import MixtureOfSkillsCallback
+    from trl_mos.tasks import make_skill_datasets
+
+    held_out = make_skill_datasets(seed=0, sizes={"copy": 12, "reverse": 8, "sort": 6}, num_test_per_skill=2)["test"]
+    trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills)
+    config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=3, diff_probe_size=2)
+    callback = MixtureOfSkillsCallback(trainer, config, probe_dataset=held_out)
+    assert "input_ids" in callback.runner.source.column_names and len(callback.runner.source) == 6
+    assert held_out.column_names == ["prompt", "completion", "answer", "skill"]  # the user's dataset is untouched
+    probed = {tuple(callback.runner.source[row]["input_ids"]) for rows in callback.rewards.probe_rows for row in rows}
+    train_rows = {tuple(ids) for ids in trainer.train_dataset["input_ids"]}
+    assert len(probed) == 6 and not probed & train_rows
+    callback.rewards.compute_base(callback.runner)
+    callback.rewards.compute(callback.runner)
+    np.testing.assert_allclose(callback.rewards.last["diff"], 1.0, rtol=1e-6)  # θ = θ0
+    reordered = held_out.cast_column("skill", held_out.features["skill"].__class__(names=["sort", "reverse", "copy"]))
+    with pytest.raises(ValueError, match="same skills in the same order"):
+        MixtureOfSkillsCallback(trainer, config, probe_dataset=reordered)

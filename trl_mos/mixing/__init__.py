@@ -3,7 +3,7 @@
 
 from .callback import MixtureOfSkillsCallback
 from .config import MoSConfig
-from .data import SkillIndex, concatenate_skills
+from .data import SkillIndex, concatenate_skills, pack_within_skills
 from .plotting import load_history, plot_mixture
 from .rewards import SkillRewards, select_probe_rows
 from .sampler import SkillSampler
@@ -23,6 +23,7 @@ __all__ = [
     "StaticStrategy",
     "concatenate_skills",
     "load_history",
+    "pack_within_skills",
     "plot_mixture",
     "select_probe_rows",
     "temperature_distribution",

@@ -14,7 +14,7 @@ from transformers import DefaultFlowCallback, TrainerCallback
 from transformers.utils import logging
 
 from .config import MoSConfig
-from .data import SkillIndex
+from .data import SkillIndex, pack_within_skills
 from .rewards import ProbeRunner, SkillRewards, TrainingLossRecorder
 from .sampler import SkillSampler
 from .strategies import build_strategy
@@ -38,7 +38,12 @@ class MixtureOfSkillsCallback(TrainerCallback):
 
     Logged through `Trainer.log` at every logging step: `mos/prob/{skill}` (the current distribution),
     `mos/reward/{skill}` (the last reward, MoS/MoSpec; the last per-skill training loss, ODM) and
-    `mos/consumed/{skill}` (examples of the skill consumed so far, over all processes).
+    `mos/consumed/{skill}` (rows of the skill consumed so far, over all processes) and, for tokenized datasets,
+    `mos/consumed_tokens/{skill}` (their tokens, padding excluded).
+
+    With `packing=True` (and `dataset_kwargs={"skip_prepare_dataset": True}`, so that the trainer does not pack the
+    skills together), the callback prepares and packs every skill separately with the trainer's own preparation: every
+    packed row holds one skill, and the distribution is over packed rows.
 
     Args:
         trainer ([`~transformers.Trainer`]):
@@ -46,6 +51,10 @@ class MixtureOfSkillsCallback(TrainerCallback):
             rows it drops or reorders are accounted for).
         config ([`MoSConfig`], *optional*):
             The mixing configuration. Defaults to `MoSConfig()` (MoS with the CosSim reward).
+        probe_dataset ([`~datasets.Dataset`], *optional*):
+            Held-out rows the MoS / MoSpec rewards are computed on, with the same skill column and skills (in the same
+            order) as the train dataset; with `SFTTrainer` it is prepared like the train dataset (without packing).
+            Defaults to probing rows of the train dataset.
 
     Example:
 
@@ -60,11 +69,14 @@ class MixtureOfSkillsCallback(TrainerCallback):
     ```
     """
 
-    def __init__(self, trainer, config: MoSConfig | None = None):
+    def __init__(self, trainer, config: MoSConfig | None = None, probe_dataset=None):
         self.trainer = trainer
         self.config = config if config is not None else MoSConfig()
-        _check_trainer(trainer)
+        _check_trainer(trainer, self.config)
+        if getattr(trainer.args, "packing", False):
+            _pack_within_skills(trainer, self.config.skill_column)
         self.skill_index = SkillIndex.from_dataset(trainer.train_dataset, self.config.skill_column)
+        self._row_tokens = _row_lengths(trainer.train_dataset)
         names = self.skill_index.names
         if self.config.target_skill is not None and self.config.target_skill not in names:
             raise ValueError(
@@ -75,8 +87,17 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self.seed = self.config.mixing_seed
         else:
             self.seed = args.data_seed if getattr(args, "data_seed", None) is not None else args.seed
+        self.probe_index = self.skill_index
+        if probe_dataset is not None:
+            probe_dataset = _prepare_probe_dataset(trainer, probe_dataset)
+            self.probe_index = SkillIndex.from_dataset(probe_dataset, self.config.skill_column)
+            if self.probe_index.names != names:
+                raise ValueError(
+                    f"The probe dataset has skills {self.probe_index.names} and the train dataset {names}; they must "
+                    "be the same skills in the same order (e.g. build both with `trl_mos.concatenate_skills`)."
+                )
         probe_batch_size = self.config.probe_batch_size or trainer.args.per_device_train_batch_size
-        self.runner = ProbeRunner(trainer, self.config.skill_column, probe_batch_size)
+        self.runner = ProbeRunner(trainer, self.config.skill_column, probe_batch_size, dataset=probe_dataset)
         self.sampler: SkillSampler | None = None
         self._loss_recorder: TrainingLossRecorder | None = None
         self._warned_loss_mismatch = False
@@ -90,12 +111,13 @@ class MixtureOfSkillsCallback(TrainerCallback):
         num_skills = self.skill_index.num_skills
         self.strategy = build_strategy(self.config, self.skill_index.sizes, self.seed)
         self.rewards = (
-            SkillRewards(self.config, self.skill_index, self.seed) if self.strategy.signal == "rewards" else None
+            SkillRewards(self.config, self.probe_index, self.seed) if self.strategy.signal == "rewards" else None
         )
         self.records: list[dict] = []  # one per change of the distribution, written to the history file
         self._loss_sums = np.zeros(num_skills)
         self._loss_counts = np.zeros(num_skills)
         self._consumed = np.zeros(num_skills, dtype=np.int64)
+        self._consumed_tokens = np.zeros(num_skills, dtype=np.int64)
         self._consumed_until = 0
         self._last_signal: np.ndarray | None = None
 
@@ -250,7 +272,12 @@ class MixtureOfSkillsCallback(TrainerCallback):
     def _metrics(self, step: int) -> dict[str, float]:
         consumed_until = step * self.draws_per_step
         if consumed_until > self._consumed_until:
-            self._consumed += self.sampler.skill_counts(self._consumed_until, consumed_until)
+            counts = self.sampler.skill_counts(self._consumed_until, consumed_until)
+            if self._row_tokens is not None:
+                for skill, count in enumerate(counts):
+                    rows = self._skill_rows(skill, int(self._consumed[skill]), int(self._consumed[skill] + count))
+                    self._consumed_tokens[skill] += int(self._row_tokens[rows].sum())
+            self._consumed += counts
             self._consumed_until = consumed_until
         metrics = {}
         probabilities = self.sampler.probabilities
@@ -259,7 +286,19 @@ class MixtureOfSkillsCallback(TrainerCallback):
             if self._last_signal is not None and math.isfinite(self._last_signal[i]):
                 metrics[f"mos/reward/{name}"] = float(self._last_signal[i])
             metrics[f"mos/consumed/{name}"] = int(self._consumed[i])
+            if self._row_tokens is not None:
+                metrics[f"mos/consumed_tokens/{name}"] = int(self._consumed_tokens[i])
         return metrics
+
+    def _skill_rows(self, skill: int, first: int, last: int) -> np.ndarray:
+        """The rows of the `first`-th to `last`-th draws of `skill` (vectorised; the sampler walks each skill's rows
+        through one seeded permutation per round)."""
+        size = int(self.skill_index.sizes[skill])
+        parts = []
+        for round_ in range(first // size, (last - 1) // size + 1 if last > first else first // size):
+            lo, hi = max(first - round_ * size, 0), min(last - round_ * size, size)
+            parts.append(self.sampler._permutation(skill, round_)[lo:hi])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
     def _record(self, step: int, position: int, probabilities, signal: dict | None = None) -> None:
         names = self.skill_index.names
@@ -329,7 +368,64 @@ class MixtureOfSkillsCallback(TrainerCallback):
             self._last_signal = np.asarray(state["last_signal"], dtype=np.float64)
 
 
-def _check_trainer(trainer) -> None:
+def _row_lengths(dataset) -> np.ndarray | None:
+    """Tokens of every row of a tokenized dataset (`None` when the collator tokenizes on the fly)."""
+    if "input_ids" not in dataset.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    column = dataset.select_columns("input_ids").with_format("arrow")[:]["input_ids"]  # honours select / shuffle
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _prepare_probe_dataset(trainer, dataset):
+    """Tokenizes a held-out probe dataset as the trainer prepared its train dataset (`SFTTrainer`, unpacked)."""
+    from datasets import Dataset
+
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"`probe_dataset` must be a `datasets.Dataset`; got {type(dataset).__name__}.")
+    train_columns = trainer.train_dataset.column_names
+    if "input_ids" in dataset.column_names or "input_ids" not in train_columns:
+        return dataset  # already tokenized, or the collator tokenizes on the fly
+    prepare = getattr(trainer, "_prepare_dataset", None)
+    if prepare is None:
+        raise ValueError(
+            "The train dataset is tokenized but `probe_dataset` is not; tokenize it the same way (same columns)."
+        )
+    return prepare(dataset, trainer.processing_class, trainer.args, False, None, "probe")
+
+
+def _pack_within_skills(trainer, skill_column: str) -> None:
+    """Prepares and packs every skill of the trainer's (unprepared) train dataset separately, with the trainer's own
+    preparation, so that every packed row holds one skill; the eval dataset gets the trainer's usual preparation."""
+    args = trainer.args
+    if "seq_lengths" in trainer.train_dataset.column_names:  # already packed by the user (e.g. `pack_within_skills`)
+        return
+    prepare = getattr(trainer, "_prepare_dataset", None)
+    if prepare is None:
+        raise TypeError(
+            f"`packing=True` with Mixture-of-Skills needs TRL's `SFTTrainer` (which prepares and packs datasets); got "
+            f"{type(trainer).__name__}. Pack every skill yourself with `trl_mos.mixing.pack_within_skills`."
+        )
+    processing_class = trainer.processing_class
+    trainer.train_dataset = pack_within_skills(
+        trainer.train_dataset,
+        lambda rows, name: prepare(rows, processing_class, args, True, None, f"train ({name})"),
+        skill_column,
+    )
+    eval_dataset = trainer.eval_dataset
+    if eval_dataset is not None and not isinstance(eval_dataset, str):
+        eval_packing = args.packing if getattr(args, "eval_packing", None) is None else args.eval_packing
+        if isinstance(eval_dataset, dict):
+            trainer.eval_dataset = {
+                key: prepare(dataset, processing_class, args, eval_packing, None, key)
+                for key, dataset in eval_dataset.items()
+            }
+        else:
+            trainer.eval_dataset = prepare(eval_dataset, processing_class, args, eval_packing, None, "eval")
+
+
+def _check_trainer(trainer, config: MoSConfig) -> None:
     """Fails early, with what to change, on trainer settings Mixture-of-Skills cannot honour."""
     if not callable(getattr(trainer, "_get_train_sampler", None)):
         raise TypeError(
@@ -337,11 +433,19 @@ def _check_trainer(trainer) -> None:
             "`transformers.Trainer` (or a subclass such as TRL's `SFTTrainer`)."
         )
     args = trainer.args
-    if getattr(args, "packing", False):
+    dataset_kwargs = getattr(args, "dataset_kwargs", None) or {}
+    if getattr(args, "packing", False) and not dataset_kwargs.get("skip_prepare_dataset", False):
         raise ValueError(
-            "`packing=True` concatenates examples of different skills into one training row, so rows no longer "
-            "belong to one skill and Mixture-of-Skills cannot sample them. Set `packing=False` (padding-free "
-            "training keeps most of the speed)."
+            "`packing=True` lets the trainer pack the whole train dataset, concatenating examples of different skills "
+            "into one row and dropping the skill column, so Mixture-of-Skills cannot sample skills. Set "
+            "`dataset_kwargs={'skip_prepare_dataset': True}` as well: the MixtureOfSkillsCallback then prepares and "
+            "packs every skill separately with the trainer's own preparation, so that every packed row holds one skill."
+        )
+    padding_free = getattr(args, "padding_free", False) or getattr(args, "packing", False)
+    if config.strategy == "odm" and padding_free:
+        raise ValueError(
+            "Online Data Mixing needs the training loss of every example, but padding-free and packed batches "
+            "concatenate examples into one row; set `padding_free=False` and `packing=False` with strategy='odm'."
         )
     strategy = getattr(args, "train_sampling_strategy", "random")
     if strategy not in (None, "random") or getattr(args, "group_by_length", False):

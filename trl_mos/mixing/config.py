@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 STRATEGIES = ("mos", "mospec", "uniform", "proportional", "temperature", "odm")
 REWARDS = ("cossim", "diff")
 POLICIES = ("logits", "mlp")
+PROBE_RESAMPLING = ("fixed", "per_update")
 
 
 @dataclass
@@ -74,6 +75,12 @@ class MoSConfig:
             Probe examples per skill for `"cossim"` (fewer if a skill is smaller).
         diff_probe_size (`int`, *optional*, defaults to `16`):
             Probe examples per skill for `"diff"` (fewer if a skill is smaller).
+        probe_resampling (`str`, *optional*, defaults to `"fixed"`):
+            `"fixed"`: one seeded probe set per skill for the whole run (without replacement; the Diff probes are the
+            first `diff_probe_size` CosSim probes). `"per_update"`: new probe sets at every update, drawn with
+            replacement from the seed and the update index (the published code), so a resumed run draws the same sets;
+            with `"diff"`, θ0's perplexity of every row of the probe pool is computed once at train start, so pass a
+            small `probe_dataset` to the callback.
         probe_batch_size (`int` or `None`, *optional*, defaults to `None`):
             Probe examples per forward pass. `None` uses the trainer's `per_device_train_batch_size`: probes run
             without gradients, so a training micro-batch always fits.
@@ -151,6 +158,13 @@ class MoSConfig:
     ema_beta: float = field(default=0.9, metadata={"help": "Weight of the current reward in the EMA."})
     cossim_probe_size: int = field(default=64, metadata={"help": "Probe examples per skill for 'cossim'."})
     diff_probe_size: int = field(default=16, metadata={"help": "Probe examples per skill for 'diff'."})
+    probe_resampling: str = field(
+        default="fixed",
+        metadata={
+            "help": "Probe sets drawn once per run ('fixed') or redrawn at every update ('per_update').",
+            "choices": list(PROBE_RESAMPLING),
+        },
+    )
     probe_batch_size: int | None = field(
         default=None,
         metadata={"help": "Probe examples per forward pass (None: the trainer's per_device_train_batch_size)."},
@@ -189,6 +203,10 @@ class MoSConfig:
             )
         if any(not math.isfinite(w) or w < 0 for w in self.reward_weights) or sum(self.reward_weights) <= 0:
             raise ValueError(f"`reward_weights` must be non-negative and not all zero; got {self.reward_weights}.")
+        if self.probe_resampling not in PROBE_RESAMPLING:
+            raise ValueError(
+                f"Unknown probe_resampling {self.probe_resampling!r}; choose one of {list(PROBE_RESAMPLING)}."
+            )
         if self.policy not in POLICIES:
             raise ValueError(f"Unknown policy {self.policy!r}; choose one of {list(POLICIES)}.")
         if self.strategy == "mospec" and not self.target_skill:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,46 @@ def concatenate_skills(datasets: Mapping[str, Dataset], skill_column: str = "ski
         parts.append(dataset.add_column(skill_column, [skill_id] * len(dataset)))
     combined = concatenate_datasets(parts)
     return combined.cast_column(skill_column, ClassLabel(names=names))
+
+
+def pack_within_skills(
+    dataset: Dataset, pack: Callable[[Dataset, str], Dataset], skill_column: str = "skill"
+) -> Dataset:
+    """Packs every skill's rows separately, so that every packed row holds examples of one skill only.
+
+    The input is not modified.
+
+    Args:
+        dataset (`Dataset`):
+            A multi-skill dataset with a skill column (see [`SkillIndex.from_dataset`]).
+        pack (`Callable[[Dataset, str], Dataset]`):
+            Packs the rows of one skill (given without the skill column, with the skill's name), e.g. TRL's
+            `pack_dataset` or the `SFTTrainer`'s own preparation with `packing=True`.
+        skill_column (`str`, *optional*, defaults to `"skill"`):
+            The skill column.
+
+    Returns:
+        [`~datasets.Dataset`]: the packed rows of every skill in skill order, with `skill_column` a `ClassLabel` over
+        the skill names.
+
+    Example:
+
+    ```python
+    >>> from datasets import Dataset
+    >>> from trl.data_utils import pack_dataset
+    >>> from trl_mos.mixing import pack_within_skills
+    >>> data = Dataset.from_dict({"input_ids": [[1, 2], [3], [4, 5], [6]], "skill": ["a", "b", "a", "b"]})
+    >>> packed = pack_within_skills(data, lambda rows, name: pack_dataset(rows, seq_length=4))
+    >>> packed["input_ids"], packed["skill"]
+    ([[1, 2, 4, 5], [3, 6]], [0, 1])
+    ```
+    """
+    index = SkillIndex.from_dataset(dataset, skill_column)
+    parts = []
+    for skill, name in enumerate(index.names):
+        packed = pack(dataset.select(index.rows_of(skill)).remove_columns(skill_column), name)
+        parts.append(packed.add_column(skill_column, [skill] * len(packed)))
+    return concatenate_datasets(parts).cast_column(skill_column, ClassLabel(names=index.names))
 
 
 @dataclass(frozen=True)

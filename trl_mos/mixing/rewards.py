@@ -31,7 +31,15 @@ from .data import SkillIndex
 logger = logging.get_logger(__name__)
 
 # columns the data collators of TRL and Transformers turn into model inputs and labels
-_MODEL_COLUMNS = ("input_ids", "attention_mask", "labels", "completion_mask", "assistant_masks", "token_type_ids")
+_MODEL_COLUMNS = (
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "completion_mask",
+    "assistant_masks",
+    "token_type_ids",
+    "seq_lengths",  # packed rows: where each packed example starts
+)
 _PROBE_STREAM = 2
 
 
@@ -56,8 +64,11 @@ def _unwrap(model):
 
 
 def _accepts(model, name: str) -> bool:
+    model = _unwrap(model)
+    if hasattr(model, "get_base_model"):  # PEFT: the wrapper's forward passes its `**kwargs` on to the base model
+        model = model.get_base_model()
     try:
-        return name in inspect.signature(_unwrap(model).forward).parameters
+        return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
 
@@ -70,21 +81,32 @@ class ProbeRunner:
             `accelerator` are used).
         skill_column (`str`): the skill column, never passed to the collator.
         batch_size (`int`): examples per forward pass.
+        dataset (`Dataset`, *optional*): the dataset whose rows are probed, prepared like the train dataset.
+            Defaults to the trainer's train dataset.
     """
 
-    def __init__(self, trainer, skill_column: str, batch_size: int):
+    def __init__(self, trainer, skill_column: str, batch_size: int, dataset=None):
         self.trainer = trainer
         self.batch_size = batch_size
-        columns = trainer.train_dataset.column_names
+        self.source = dataset if dataset is not None else trainer.train_dataset
+        columns = self.source.column_names
         if "input_ids" in columns:
             self.columns = [c for c in _MODEL_COLUMNS if c in columns]
         else:  # the collator tokenizes on the fly: give it the raw columns
             self.columns = [c for c in columns if c != skill_column]
         self._dataset = None
 
-    def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor]:
+    def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor, list[tuple[int, int, int]]]:
+        """Collates `rows` with the trainer's collator; also returns where every example lies in the batch.
+
+        Returns:
+            `(inputs, labels, spans)`: `spans[k] = (batch_row, start, end)` holds the tokens of `rows[k]`. A padded
+            batch has one example per batch row (its padding is excluded through the attention mask); a padding-free
+            batch (TRL's `padding_free=True`: one flattened row with `position_ids`, no attention mask) holds every
+            example in one row, one after the other.
+        """
         if self._dataset is None:
-            self._dataset = self.trainer.train_dataset.select_columns(self.columns)
+            self._dataset = self.source.select_columns(self.columns)
         columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
         features = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         batch = dict(self.trainer.data_collator(features))
@@ -93,7 +115,23 @@ class ProbeRunner:
         labels = batch.pop("labels", None)
         if labels is None:  # no labels: every real token counts
             labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
-        return batch, labels
+        num_rows, length = batch["input_ids"].shape
+        if num_rows == len(rows):
+            return batch, labels, [(i, 0, length) for i in range(num_rows)]
+        # padding-free: the examples were concatenated into one row
+        if "input_ids" in features[0]:
+            lengths = [len(feature["input_ids"]) for feature in features]
+        else:  # collated from raw columns: every example starts where its positions restart at 0
+            starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() if "position_ids" in batch else []
+            lengths = np.diff(starts + [length]).tolist() if len(starts) == len(rows) else []
+        if num_rows != 1 or len(lengths) != len(rows) or sum(lengths) > length:
+            raise ValueError(
+                f"The data collator turned {len(rows)} Mixture-of-Skills probe examples into a batch of {num_rows} "
+                "row(s) that cannot be split back into examples; use a collator that returns one row per example "
+                "or TRL's padding-free collator."
+            )
+        ends = np.cumsum(lengths).tolist()
+        return batch, labels, [(0, end - size, end) for size, end in zip(lengths, ends, strict=True)]
 
     @torch.no_grad()
     def run(self, rows: list[int], hidden: bool, nll: bool, base_model: bool = False) -> torch.Tensor:
@@ -113,6 +151,7 @@ class ProbeRunner:
         world_size, rank = accelerator.num_processes, accelerator.process_index
         batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
         starts = np.cumsum([0] + [len(b) for b in batches])
+        # without a cache, a padding-free batch's `position_ids` keep its examples apart in attention
         extra = {"use_cache": False}
         if hidden:
             extra["output_hidden_states"] = True
@@ -132,16 +171,21 @@ class ProbeRunner:
                 for round_ in range(math.ceil(len(batches) / world_size)):
                     index = round_ * world_size + rank
                     is_real = index < len(batches)
-                    inputs, labels = self._collate(batches[index] if is_real else batches[-1])
+                    inputs, labels, spans = self._collate(batches[index] if is_real else batches[-1])
                     outputs = model(**inputs, **extra)
                     values = []
                     if hidden:
                         states = outputs.hidden_states[-1].float()
                         mask = inputs.get("attention_mask")
                         mask = torch.ones(states.shape[:2], device=states.device) if mask is None else mask.float()
-                        values.append((states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1))
+                        pooled = []
+                        for row, start, end in spans:
+                            weights = mask[row, start:end, None]
+                            pooled.append((states[row, start:end] * weights).sum(0) / weights.sum().clamp_min(1))
+                        values.append(torch.stack(pooled))
                     if nll:
-                        values.append(_per_example_nll(outputs.logits, labels))
+                        logits = [outputs.logits[row, start:end] for row, start, end in spans]
+                        values.append(_per_example_nll(logits, [labels[row, start:end] for row, start, end in spans]))
                     values = torch.cat(values, dim=1).double().cpu()
                     if results is None:
                         results = torch.zeros(len(rows), values.shape[1], dtype=torch.float64)
@@ -154,8 +198,11 @@ class ProbeRunner:
         return results
 
 
-def _per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count."""
+def _per_example_nll(logits, labels) -> torch.Tensor:
+    """`(batch, 2)`: summed next-token NLL over positions whose label is not -100, and their count.
+
+    `logits` and `labels` are batched tensors or lists of per-example tensors (`(length, vocab)` and `(length,)`).
+    """
     rows = []
     for example_logits, example_labels in zip(
         logits, labels, strict=True
@@ -170,9 +217,14 @@ def _per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 class SkillRewards:
     """Computes the configured MoS reward per skill and keeps what it needs across checkpoints.
 
+    With `probe_resampling="fixed"` the probe sets are drawn once (without replacement); with `"per_update"` they
+    are redrawn at every update, with replacement, from the update's own seed (`[seed, update index]`), so a resumed
+    run draws the same sets. The Diff reward then needs θ0's perplexity of any row it may draw: it is computed once,
+    at train start, for every row of the probe pool.
+
     Args:
-        config ([`MoSConfig`]): the configuration (rewards, weights, EMA, probe sizes).
-        skill_index ([`SkillIndex`]): skills of the train dataset.
+        config ([`MoSConfig`]): the configuration (rewards, weights, EMA, probe sizes and resampling).
+        skill_index ([`SkillIndex`]): skills of the rows probes are drawn from (the train or the probe dataset).
         seed (`int`): seed of the probe selection.
     """
 
@@ -183,10 +235,31 @@ class SkillRewards:
         self.num_skills = skill_index.num_skills
         sizes = {"cossim": config.cossim_probe_size, "diff": config.diff_probe_size}
         self.probe_size = {name: sizes[name] for name in config.reward}
-        self.probe_rows = select_probe_rows(skill_index, max(self.probe_size.values()), seed)
-        self.base_ppl: list[list[float]] | None = None
+        self.pool = skill_index
+        self.seed = seed
+        self.per_update = getattr(config, "probe_resampling", "fixed") == "per_update"
+        self.num_updates = 0  # rewards computed so far
+        self.probe_rows = self._draw(0) if self.per_update else select_probe_rows(skill_index, self._size, seed)
+        self.base_ppl: list[list[float]] | None = None  # θ0 perplexities of the fixed Diff probes, per skill
+        self.base_ppl_by_row: list[float] | None = None  # per_update: θ0 perplexity of every row of the pool
         self.ema: np.ndarray | None = None
         self.last: dict[str, list[float]] = {}
+
+    @property
+    def _size(self) -> int:
+        return max(self.probe_size.values())
+
+    def _draw(self, update: int) -> list[list[int]]:
+        """The probe sets of one update under `probe_resampling="per_update"`: `max(probe sizes)` rows per skill,
+        drawn with replacement."""
+        probes = []
+        for skill in range(self.num_skills):
+            rows = self.pool.rows_of(skill)
+            draws = np.random.default_rng([self.seed, _PROBE_STREAM, skill, update]).integers(
+                len(rows), size=self._size
+            )
+            probes.append([int(r) for r in rows[draws]])
+        return probes
 
     def _rows(self, name: str) -> list[list[int]]:
         return [rows[: self.probe_size[name]] for rows in self.probe_rows]
@@ -201,6 +274,11 @@ class SkillRewards:
         """Records the perplexities of the Diff probes under the model as it is now (call at train start)."""
         if "diff" not in self.weights:
             return
+        if self.per_update:
+            rows = list(range(len(self.pool.skill_ids)))
+            nll = runner.run(rows, hidden=False, nll=True, base_model=True)
+            self.base_ppl_by_row = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
+            return
         rows, skills = self._flatten(self._rows("diff"))
         nll = runner.run(rows, hidden=False, nll=True, base_model=True)
         ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
@@ -211,15 +289,21 @@ class SkillRewards:
     def compute(self, runner: ProbeRunner) -> np.ndarray:
         """Returns the reward per skill (after the weighted combination and the EMA, if configured)."""
         use_cossim, use_diff = "cossim" in self.weights, "diff" in self.weights
+        if self.per_update:
+            self.probe_rows = self._draw(self.num_updates)
+        self.num_updates += 1
         per_skill = self.probe_rows if use_cossim else self._rows("diff")
         rows, skills = self._flatten(per_skill)
         # Diff probes are prefixes of the CosSim probes: one forward pass serves both
         values = runner.run(rows, hidden=use_cossim, nll=use_diff)
         skills = np.asarray(skills)
+        # rank of every row among its skill's probes: each reward reads the prefix of its own probe size
+        ranks = np.concatenate([np.arange(len(skill_rows)) for skill_rows in per_skill])
         components: dict[str, np.ndarray] = {}
         if use_cossim:
             hidden = values[:, :-2] if use_diff else values
-            z = torch.stack([hidden[torch.as_tensor(skills == s)].mean(0) for s in range(self.num_skills)])
+            pooled = torch.as_tensor(ranks < self.probe_size["cossim"])
+            z = torch.stack([hidden[torch.as_tensor(skills == s) & pooled].mean(0) for s in range(self.num_skills)])
             cosine = F.cosine_similarity(z[:, None, :], z[None, :, :], dim=-1).numpy()
             components["cossim"] = cosine[:, self.target] if self.target is not None else cosine.mean(axis=1)
         if use_diff:
@@ -227,9 +311,12 @@ class SkillRewards:
             ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).numpy()
             diff = np.zeros(self.num_skills)
             for skill in range(self.num_skills):
-                count = min(self.probe_size["diff"], len(self.probe_rows[skill]))
-                current = ppl[skills == skill][:count]
-                diff[skill] = float(np.mean(current / np.asarray(self.base_ppl[skill])))
+                probes = (skills == skill) & (ranks < self.probe_size["diff"])
+                if self.per_update:
+                    base = np.asarray(self.base_ppl_by_row)[np.asarray(rows)[probes]]
+                else:
+                    base = np.asarray(self.base_ppl[skill])
+                diff[skill] = float(np.mean(ppl[probes] / base))
             if self.target is not None:
                 diff[self.target] *= 2.0
             components["diff"] = diff
@@ -246,17 +333,24 @@ class SkillRewards:
         return {
             "probe_rows": self.probe_rows,
             "base_ppl": self.base_ppl,
+            "base_ppl_by_row": self.base_ppl_by_row,
+            "num_updates": self.num_updates,
             "ema": None if self.ema is None else self.ema.tolist(),
             "last": self.last,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["probe_rows"] != self.probe_rows:
+        num_updates = state.get("num_updates", 0)
+        expected = self._draw(max(num_updates - 1, 0)) if self.per_update else self.probe_rows
+        if state["probe_rows"] != expected:
             raise ValueError(
-                "The saved Mixture-of-Skills probe sets differ from this run's (different train dataset or seed); "
-                "resume with the same data and seed."
+                "The saved Mixture-of-Skills probe sets differ from this run's (different train or probe dataset, "
+                "seed or probe settings); resume with the same data, seed and MoSConfig."
             )
+        self.probe_rows = expected
         self.base_ppl = state["base_ppl"]
+        self.base_ppl_by_row = state.get("base_ppl_by_row")
+        self.num_updates = num_updates
         self.ema = None if state["ema"] is None else np.asarray(state["ema"], dtype=np.float64)
         self.last = state.get("last", {})
 
