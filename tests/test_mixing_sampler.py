@@ -174,3 +174,30 @@ def test_stream_is_pinned_across_versions(case, digest, first_rows, window_diges
     assert _digest(rows) == digest and rows[:8].tolist() == first_rows
     assert _digest(sampler.rows_at(20001, 20500)) == window_digest
     assert list(sampler) == rows.tolist()  # iteration yields the same stream
+
+
+def test_start_at_yields_placeholders_then_the_stream_from_a_position_and_ignores_set_epoch():
+    index = _index([9, 4, 2])
+    sampler = SkillSampler(index, [0.5, 0.3, 0.2], seed=4, epoch_length=30)
+    sampler.set_probabilities([0.1, 0.1, 0.8], position=40)
+    sampler.start_at(37, placeholders=6)
+    sampler.set_epoch(0)  # a consumer that drives the position is not overridden by set_epoch plumbing
+    rows = list(sampler)
+    assert len(rows) == 30
+    assert rows[6:] == sampler.rows_at(37, 61).tolist()
+    assert sampler.position == 61  # placeholders are not draws
+    with pytest.raises(ValueError, match="placeholders"):
+        sampler.start_at(0, placeholders=31)
+
+
+def test_a_change_while_iterating_redraws_the_rest_of_the_block():
+    # many draws per block: the change at position 1000 rewrites the already computed rows after it
+    index = _index([300, 200])
+    sampler = SkillSampler(index, [0.5, 0.5], seed=0, epoch_length=5000)
+    iterator = iter(sampler)
+    head = [next(iterator) for _ in range(1000)]
+    assert sampler.position == 1000
+    sampler.set_probabilities([0.0, 1.0])
+    tail = list(iterator)
+    assert all(index.skill_ids[row] == 1 for row in tail)
+    assert head + tail == sampler.rows_at(0, 5000).tolist()
