@@ -271,20 +271,25 @@ class SkillSampler(Sampler[int]):
         return rows
 
     def _iterate(self, start: int, end: int, placeholders: int = 0) -> Iterator[int]:
-        # `placeholders` indices that a batch-skipping wrapper discards unread: not part of the stream
-        yield from itertools.repeat(0, placeholders)
+        # `placeholders` indices that a batch-skipping wrapper discards unread (not part of the stream), then the
+        # stream's rows block by block, each block handed out by a list iterator: no Python code runs per index
+        return itertools.chain(
+            itertools.repeat(0, placeholders), itertools.chain.from_iterable(self._blocks(start, end))
+        )
+
+    def _blocks(self, start: int, end: int) -> Iterator[Iterator[int]]:
         position = start
         counts = self._counts_before(start)
         while position < end:
-            # Rows are computed block by block and yielded by a list iterator (C speed). A change of the history made
-            # while the block is being yielded rewrites the block's undrawn rows in place (see `_changed`).
+            # A change of the history made while a block is being handed out rewrites its undrawn rows in place (see
+            # `_changed`); the next block is computed when the previous one is exhausted, under the history then.
             block_end = min(end, (position // _BLOCK + 1) * _BLOCK)
             counts_at_end = counts.copy()
             rows = self._rows_from(self.skills_at(position, block_end), counts_at_end).tolist()
             block = _LiveBlock(position, rows, iter(rows), counts, counts_at_end)
             self._live_blocks.append(block)
             try:
-                yield from block.iterator
+                yield block.iterator
             finally:
                 self._live_blocks.remove(block)
                 self._position = max(self._position, block.drawn_until)
