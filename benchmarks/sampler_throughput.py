@@ -131,7 +131,7 @@ def plot(results: list[dict], path: str) -> None:
         axis.text(value, y, f" {value:.2f}", va="center", fontsize=8)
     axis.axvline(2.0, color="tab:red", linestyle="--", linewidth=1, label="target 2 M/s")
     axis.set_xlabel("million indices per second (rank 0 of 8: the rank's own indices)")
-    axis.set_title("Sampler throughput (best of repeats)")
+    axis.set_title("Sampler throughput per CPU-second (best of repeats)")
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
