@@ -162,3 +162,17 @@ def test_auto_find_batch_size_draws_at_the_batch_size_the_trainer_settled_on(tmp
     assert retried == callback.sampler.rows_at(0, 10 * batch).tolist()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry][-1]
     assert sum(logged[f"mos/consumed/{name}"] for name in callback.skill_index.names) == 10 * batch
+
+
+def test_a_checkpoint_of_an_older_version_is_checked_for_what_it_saved(tmp_path, tiny_tokenizer, small, caplog):
+    trainer, callback = make_trainer(tmp_path, small, MoSConfig(**CONFIG), tiny_tokenizer, **RUN)
+    callback._get_train_sampler()
+    state = json.loads(json.dumps(callback.state_dict()))
+    # the format of v0.x: only the strategy and the seed were saved, nor the consumed position
+    old = {**state, "config": {"strategy": "mos", "seed": 0}}
+    del old["seed"], old["consumed"], old["global_step"]
+    with caplog.at_level("WARNING"):
+        callback.load_state_dict(old)
+    assert "did not save" in caplog.text and "'reward'" in caplog.text
+    with pytest.raises(ValueError, match="strategy: saved 'uniform', now 'mos'"):
+        callback.load_state_dict({**old, "config": {"strategy": "uniform", "seed": 0}})
