@@ -1,8 +1,13 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
 """Run by test_mixing_distributed.py under `torchrun --nproc_per_node 2` (CPU, gloo).
 
-Usage: mixing_distributed_script.py OUTPUT_DIR MODE  with MODE in {full, first, resume}.
-Every rank writes OUTPUT_DIR/rank{r}-{MODE}.json with what it consumed and its Mixture-of-Skills state.
+Usage: mixing_distributed_script.py OUTPUT_DIR MODE [VARIANT]  with MODE in {full, first, resume} and VARIANT in
+{one-epoch, epochs} (default one-epoch). Every rank writes OUTPUT_DIR/rank{r}-{MODE}.json with what it consumed and its
+Mixture-of-Skills state.
+
+- one-epoch: 146 rows, 12 draws per step (13 steps per epoch), 12 steps, stop and resume at step 6.
+- epochs: 70 rows, 12 draws per step (6 steps per epoch), 15 steps (epoch boundaries after steps 6 and 12), stop at
+  step 8 (mid-epoch 2), resume from checkpoint-8.
 """
 
 import json
@@ -27,17 +32,24 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def main(output_dir: str, mode: str) -> None:
+VARIANTS = {
+    "one-epoch": dict(sizes={"copy": 96, "reverse": 32, "sort": 12, "add": 6}, max_steps=12, stop=6, save_steps=6),
+    "epochs": dict(sizes={"copy": 40, "reverse": 16, "sort": 8, "add": 6}, max_steps=15, stop=8, save_steps=4),
+}
+
+
+def main(output_dir: str, mode: str, variant: str = "one-epoch") -> None:
+    setup = VARIANTS[variant]
     tokenizer = build_tiny_tokenizer(seed=0)
-    train = make_skill_datasets(seed=0, sizes={"copy": 96, "reverse": 32, "sort": 12, "add": 6})["train"]
+    train = make_skill_datasets(seed=0, sizes=setup["sizes"])["train"]
     args = tiny_sft_config(
         os.path.join(output_dir, "run-full" if mode == "full" else "run-split"),
-        max_steps=12,
+        max_steps=setup["max_steps"],
         per_device_train_batch_size=3,
         gradient_accumulation_steps=2,
         ddp_backend="gloo",
         save_strategy="steps",
-        save_steps=6,
+        save_steps=setup["save_steps"],
         logging_steps=3,
     )
     trainer = SFTTrainer(
@@ -56,7 +68,7 @@ def main(output_dir: str, mode: str) -> None:
     callback = MixtureOfSkillsCallback(trainer, config)
     trainer.add_callback(callback)
     if mode == "first":
-        trainer.add_callback(StopAt(6))
+        trainer.add_callback(StopAt(setup["stop"]))
     lookup = {}
     for row, ids in enumerate(trainer.train_dataset["input_ids"]):
         lookup.setdefault(tuple(ids), row)
@@ -68,14 +80,15 @@ def main(output_dir: str, mode: str) -> None:
             batches.append([lookup[tuple(ids[i][mask[i].bool()].tolist())] for i in range(ids.shape[0])])
 
     trainer.model.register_forward_pre_hook(record, with_kwargs=True)
-    checkpoint = os.path.join(args.output_dir, "checkpoint-6") if mode == "resume" else None
+    checkpoint = os.path.join(args.output_dir, f"checkpoint-{setup['stop']}") if mode == "resume" else None
     trainer.train(resume_from_checkpoint=checkpoint)
     rank = trainer.accelerator.process_index
     result = {
         "rank": rank,
         "world_size": trainer.accelerator.num_processes,
         "batches": batches,
-        "stream": callback.sampler.rows_at(0, 12 * 12).tolist(),
+        "stream": callback.sampler.rows_at(0, setup["max_steps"] * 12).tolist(),
+        "epoch": trainer.state.epoch,
         "history": callback.sampler.history,
         "records": callback.records,
         "strategy": callback.strategy.state_dict(),
@@ -89,4 +102,4 @@ def main(output_dir: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -12,8 +12,8 @@ SCRIPT = Path(__file__).with_name("mixing_distributed_script.py")
 WORLD, BATCH, ACCUMULATION, STEPS = 2, 3, 2, 12
 
 
-def _torchrun(output_dir, mode):
-    torchrun(SCRIPT, output_dir, mode, processes=WORLD)
+def _torchrun(output_dir, mode, variant="one-epoch"):
+    torchrun(SCRIPT, output_dir, mode, variant, processes=WORLD)
     return [json.load(open(output_dir / f"rank{r}-{mode}.json")) for r in range(WORLD)]
 
 
@@ -50,3 +50,29 @@ def test_two_process_stop_and_resume_matches_the_uninterrupted_run(runs):
         assert resumed["history"] == full["history"]
         assert resumed["records"] == full["records"]
         assert resumed["strategy"] == full["strategy"]
+
+
+@pytest.fixture(scope="module")
+def epoch_runs(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("distributed-epochs")
+    return {mode: _torchrun(output_dir, mode, "epochs") for mode in ("full", "first", "resume")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # three 2-process runs of 15 steps
+def test_two_process_resume_mid_epoch_two_matches_the_uninterrupted_run(epoch_runs):
+    # 70 rows, 12 draws per step: 6 steps per epoch; 15 steps cross two epoch boundaries; stopped at step 8
+    steps, stop, per_step = 15, 8, WORLD * ACCUMULATION * BATCH
+    full = epoch_runs["full"]
+    assert full[0]["epoch"] == pytest.approx(steps / 6)
+    interleaved = [row for j in range(steps * ACCUMULATION) for r in full for row in r["batches"][j]]
+    assert interleaved == full[0]["stream"][: steps * per_step]  # every epoch continues the one stream
+    for rank in range(WORLD):
+        full, first, resumed = epoch_runs["full"][rank], epoch_runs["first"][rank], epoch_runs["resume"][rank]
+        assert len(first["batches"]) == stop * ACCUMULATION
+        assert first["batches"] + resumed["batches"] == full["batches"]  # identical consumed examples per rank
+        assert resumed["history"] == full["history"] and len(full["history"]) == 1 + steps // 4
+        assert resumed["records"] == full["records"]
+        assert resumed["strategy"] == full["strategy"]
+        mos_metrics = [{k: v for k, v in run["logged"][-1].items() if k.startswith("mos/")} for run in (full, resumed)]
+        assert mos_metrics[0] == mos_metrics[1]  # the consumed counts and the distribution logged at the end

@@ -1,4 +1,5 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
+import hashlib
 import json
 
 import numpy as np
@@ -126,3 +127,77 @@ def test_dataloader_workers_see_probability_changes_and_keep_the_stream():
     assert seen == sampler.rows_at(0, 64).tolist()
     change = sampler.history[1][0]
     assert 16 <= change < 64 and all(index.skill_ids[r] == 0 for r in seen[change:])
+
+
+# The stream of v0.x samplers, pinned so that checkpoints written by older versions resume on the same examples:
+# (seed, skill sizes, initial probabilities, changes as (position, probabilities)) -> sha256 prefix of rows [0, 40000),
+# the first rows, and the sha256 prefix of rows [20001, 20500) read on their own.
+PINNED_STREAMS = [
+    ((0, [50, 30, 20], [0.2, 0.3, 0.5], []), "8608a8a7159a7d71", [99, 56, 9, 21, 97, 84, 81, 94], "4070d2757da0a881"),
+    (
+        (1, [7, 5], [0.5, 0.5], [(100, [0.9, 0.1]), (4000, [0.1, 0.9])]),
+        "a5b1da95b77675e3",
+        [10, 8, 6, 11, 1, 4, 9, 0],
+        "1cfb2cb833d00214",
+    ),
+    (
+        (
+            42,
+            [400, 100, 20, 5],
+            [0.1, 0.2, 0.3, 0.4],
+            [(16383, [0.4, 0.3, 0.2, 0.1]), (16385, [0.0, 0.0, 0.0, 1.0]), (30000, [0.25] * 4)],
+        ),
+        "bdb450457d117627",
+        [523, 512, 524, 521, 106, 520, 522, 522],
+        "bfac857d1e359759",
+    ),
+    (
+        (7, [3, 1000, 1], [1.0, 1.0, 1.0], [(1, [0.0, 1.0, 0.0]), (2, [0.5, 0.0, 0.5])]),
+        "f9430dd32c94d834",
+        [4, 452, 1003, 0, 2, 1003, 1, 1003],
+        "b85fb1f84eaebd06",
+    ),
+]
+
+
+def _digest(rows: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(rows).astype("<i8").tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("case, digest, first_rows, window_digest", PINNED_STREAMS)
+def test_stream_is_pinned_across_versions(case, digest, first_rows, window_digest):
+    seed, sizes, initial, changes = case
+    sampler = SkillSampler(_index(sizes), initial, seed=seed, epoch_length=40000)
+    for position, probabilities in changes:
+        sampler.set_probabilities(probabilities, position=position)
+    rows = sampler.rows_at(0, 40000)
+    assert _digest(rows) == digest and rows[:8].tolist() == first_rows
+    assert _digest(sampler.rows_at(20001, 20500)) == window_digest
+    assert list(sampler) == rows.tolist()  # iteration yields the same stream
+
+
+def test_start_at_yields_placeholders_then_the_stream_from_a_position_and_ignores_set_epoch():
+    index = _index([9, 4, 2])
+    sampler = SkillSampler(index, [0.5, 0.3, 0.2], seed=4, epoch_length=30)
+    sampler.set_probabilities([0.1, 0.1, 0.8], position=40)
+    sampler.start_at(37, placeholders=6)
+    sampler.set_epoch(0)  # a consumer that drives the position is not overridden by set_epoch plumbing
+    rows = list(sampler)
+    assert len(rows) == 30
+    assert rows[6:] == sampler.rows_at(37, 61).tolist()
+    assert sampler.position == 61  # placeholders are not draws
+    with pytest.raises(ValueError, match="placeholders"):
+        sampler.start_at(0, placeholders=31)
+
+
+def test_a_change_while_iterating_redraws_the_rest_of_the_block():
+    # many draws per block: the change at position 1000 rewrites the already computed rows after it
+    index = _index([300, 200])
+    sampler = SkillSampler(index, [0.5, 0.5], seed=0, epoch_length=5000)
+    iterator = iter(sampler)
+    head = [next(iterator) for _ in range(1000)]
+    assert sampler.position == 1000
+    sampler.set_probabilities([0.0, 1.0])
+    tail = list(iterator)
+    assert all(index.skill_ids[row] == 1 for row in tail)
+    assert head + tail == sampler.rows_at(0, 5000).tolist()

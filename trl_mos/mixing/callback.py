@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -120,13 +121,23 @@ class MixtureOfSkillsCallback(TrainerCallback):
         self._consumed_tokens = np.zeros(num_skills, dtype=np.int64)
         self._consumed_until = 0
         self._last_signal: np.ndarray | None = None
+        self._position_offset = 0  # stream position = offset + global step × draws per step (see `consumed_position`)
+        self._global_step = 0
+        self._skip_pending = False  # the Trainer skips the consumed batches of the first epoch of a resumed run
 
     # ------------------------------------------------------------------ geometry of the index stream
     @property
     def draws_per_step(self) -> int:
-        """Examples drawn per optimizer step over all processes."""
+        """Examples drawn per optimizer step over all processes (with `auto_find_batch_size`, at the batch size the
+        Trainer settled on)."""
         args = self.trainer.args
-        return args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+        batch_size = getattr(self.trainer, "_train_batch_size", None) or args.train_batch_size
+        return batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+
+    def consumed_position(self, step: int) -> int:
+        """The stream position after `step` optimizer steps: the examples the run has consumed, over all processes
+        (and over the runs it was resumed from, whatever their batch geometry)."""
+        return self._position_offset + step * self.draws_per_step
 
     def _get_train_sampler(self, train_dataset=None) -> SkillSampler:
         dataset = train_dataset if train_dataset is not None else self.trainer.train_dataset
@@ -156,6 +167,7 @@ class MixtureOfSkillsCallback(TrainerCallback):
                 "The Mixture-of-Skills sampler was not used to build the train dataloader; create the callback "
                 "before `trainer.train()`."
             )
+        self._global_step = state.global_step
         if state.global_step > 0:  # resuming from a checkpoint
             saved = (state.stateful_callbacks or {}).get(STATE_KEY)
             if saved is None:
@@ -164,7 +176,10 @@ class MixtureOfSkillsCallback(TrainerCallback):
                     "MixtureOfSkillsCallback), so the run cannot continue exactly. Resume from a checkpoint of a "
                     "run that used the callback, or start a new run."
                 )
+            if self.records or self._consumed_until:  # `trainer.train()` was called before on this trainer
+                self._reset()
             self.load_state_dict(saved)
+            self._resume_position(args, state, saved)
             self._rewrite_history_file(args, state)
         else:
             if self.records:  # `trainer.train()` was called before on this trainer: start over
@@ -182,7 +197,40 @@ class MixtureOfSkillsCallback(TrainerCallback):
         position = next((i + 1 for i, cb in enumerate(others) if isinstance(cb, DefaultFlowCallback)), 0)
         handler.callbacks = others[:position] + [self] + others[position:]
 
+    def _resume_position(self, args, state, saved: dict) -> None:
+        """Continues the stream from the position the checkpoint's run had consumed."""
+        consumed = int(saved.get("consumed", state.global_step * saved["draws_per_step"]))
+        self._position_offset = consumed - state.global_step * self.draws_per_step
+        self._skip_pending = True
+        if saved["draws_per_step"] != self.draws_per_step:
+            logger.warning(
+                f"The checkpoint drew {saved['draws_per_step']} examples per optimizer step and this run draws "
+                f"{self.draws_per_step} (batch size × gradient accumulation × processes changed): training continues "
+                f"the saved example stream from the {consumed} examples consumed, with the saved distribution, but "
+                "batches, epochs and the positions of later updates differ from an uninterrupted run. Resume with the "
+                "checkpoint's batch size, gradient accumulation and number of processes to continue exactly."
+            )
+        if args.ignore_data_skip:
+            logger.warning(
+                "`ignore_data_skip=True`: the Trainer restarts the epoch without skipping batches; Mixture-of-Skills "
+                f"continues its stream from the {consumed} examples consumed all the same, but its epochs end at other "
+                "steps, so the positions of later updates can differ from an uninterrupted run. Leave "
+                "`ignore_data_skip=False` to continue exactly."
+            )
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # Every epoch starts where the run's consumption stands, whatever `set_epoch` reaches through the wrappers
+        # around the sampler (`SkipBatchSampler` → `BatchSamplerShard` → `BatchSampler` with several processes).
+        placeholders = 0
+        if self._skip_pending:  # the Trainer skips (unread) the batches of this epoch the checkpoint had consumed
+            self._skip_pending = False
+            if not args.ignore_data_skip:
+                steps_per_epoch = self.sampler.epoch_length // self.draws_per_step
+                placeholders = state.global_step % steps_per_epoch * self.draws_per_step
+        self.sampler.start_at(self.consumed_position(state.global_step), placeholders)
+
     def on_step_end(self, args, state, control, **kwargs):
+        self._global_step = state.global_step
         if self.strategy.signal == "train_loss":
             self._collect_training_losses(args, state.global_step - 1)
         if self.strategy.signal != "none" and state.global_step % self.config.update_steps == 0:
@@ -230,7 +278,8 @@ class MixtureOfSkillsCallback(TrainerCallback):
             return
         # the new distribution applies from the first position no rank has drawn yet: the same on every rank
         position = int(self._reduce(torch.tensor([self.sampler.position], dtype=torch.float64), "max")[0])
-        position = self.sampler.set_probabilities(probabilities, position)
+        # after a resume with a different batch geometry, the saved last change may lie ahead of this run's draws
+        position = self.sampler.set_probabilities(probabilities, max(position, self.sampler.last_change + 1))
         self._record(state.global_step, position, probabilities, signal)
         if state.is_world_process_zero and self.config.history_file:
             with open(os.path.join(args.output_dir, self.config.history_file), "a", encoding="utf-8") as f:
@@ -258,7 +307,7 @@ class MixtureOfSkillsCallback(TrainerCallback):
                 )
                 self._warned_loss_mismatch = True
             return
-        step_start = step * self.draws_per_step
+        step_start = self.consumed_position(step)
         for micro_step, batch_losses in enumerate(losses):
             # rank r's a-th micro-batch of a step is global batch (a * world_size + r) of that step
             start = step_start + (micro_step * world_size + rank) * batch
@@ -270,7 +319,7 @@ class MixtureOfSkillsCallback(TrainerCallback):
 
     # ------------------------------------------------------------------ logging and history
     def _metrics(self, step: int) -> dict[str, float]:
-        consumed_until = step * self.draws_per_step
+        consumed_until = self.consumed_position(step)
         if consumed_until > self._consumed_until:
             counts = self.sampler.skill_counts(self._consumed_until, consumed_until)
             if self._row_tokens is not None:
@@ -332,8 +381,11 @@ class MixtureOfSkillsCallback(TrainerCallback):
         """JSON-serialisable state saved with every Trainer checkpoint (in `trainer_state.json`)."""
         return {
             "skills": self.skill_index.names,
-            "config": {"strategy": self.config.strategy, "seed": self.seed},
+            "config": _config_dict(self.config),
+            "seed": self.seed,
             "draws_per_step": self.draws_per_step,
+            "global_step": self._global_step,
+            "consumed": self.consumed_position(self._global_step),
             "sampler": self.sampler.state_dict(),
             "strategy": self.strategy.state_dict(),
             "rewards": None if self.rewards is None else self.rewards.state_dict(),
@@ -344,18 +396,33 @@ class MixtureOfSkillsCallback(TrainerCallback):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores the state written by [`state_dict`]."""
-        if state["skills"] != self.skill_index.names or state["config"]["strategy"] != self.config.strategy:
+        """Restores the state written by [`state_dict`].
+
+        Raises:
+            `ValueError`: if the state is for other skills, another seed or another [`MoSConfig`] (every differing
+                field is named; `plot` and `history_file` may differ).
+        """
+        differences = []
+        if state["skills"] != self.skill_index.names:
+            differences.append(f"skills: saved {state['skills']}, now {self.skill_index.names}")
+        saved_seed = state.get("seed", state["config"].get("seed"))
+        if saved_seed != self.seed:
+            differences.append(f"seed (mixing_seed, else data_seed, else seed): saved {saved_seed}, now {self.seed}")
+        current = _config_dict(self.config)
+        unchecked = [name for name in current if name not in state["config"] and name not in _RESUMABLE_CHANGES]
+        for name, saved_value in state["config"].items():
+            if name in current and name not in _RESUMABLE_CHANGES and saved_value != current[name]:
+                differences.append(f"{name}: saved {saved_value!r}, now {current[name]!r}")
+        if differences:
             raise ValueError(
-                f"The checkpoint's Mixture-of-Skills state is for skills {state['skills']} with strategy "
-                f"{state['config']['strategy']!r}; this run has {self.skill_index.names} with "
-                f"{self.config.strategy!r}. Resume with the same dataset and MoSConfig."
+                "The checkpoint's Mixture-of-Skills state does not match this run: "
+                + "; ".join(differences)
+                + ". Resume with the dataset, seed and MoSConfig of the checkpoint's run (or start a new run)."
             )
-        if state["draws_per_step"] != self.draws_per_step:
+        if unchecked:
             logger.warning(
-                f"The checkpoint drew {state['draws_per_step']} examples per optimizer step and this run draws "
-                f"{self.draws_per_step} (batch size × gradient accumulation × processes changed): training resumes "
-                "with the saved distribution, but the example stream will not match an uninterrupted run."
+                f"The checkpoint was written by an older trl-mos that did not save {unchecked}: they are assumed "
+                "unchanged."
             )
         self.sampler.load_state_dict(state["sampler"])
         self.strategy.load_state_dict(state["strategy"])
@@ -366,6 +433,26 @@ class MixtureOfSkillsCallback(TrainerCallback):
         self._loss_counts = np.asarray(state["loss_counts"], dtype=np.float64)
         if state.get("last_signal") is not None:
             self._last_signal = np.asarray(state["last_signal"], dtype=np.float64)
+
+
+_RESUMABLE_CHANGES = ("plot", "history_file")  # MoSConfig fields a resumed run may change: they only affect outputs
+
+
+def _jsonable(value):
+    """`value` if JSON can hold it, else a stand-in that still tells two values apart (a dataset's fingerprint)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    fingerprint = getattr(value, "_fingerprint", None)
+    return f"<{type(value).__name__}{'' if fingerprint is None else ' ' + str(fingerprint)}>"
+
+
+def _config_dict(config: MoSConfig) -> dict:
+    """Every field of `config` as saved in a checkpoint."""
+    return {field.name: _jsonable(getattr(config, field.name)) for field in dataclasses.fields(config)}
 
 
 def _row_lengths(dataset) -> np.ndarray | None:
