@@ -119,7 +119,8 @@ def main(output_dir: str, engine: str, num_train: int = 6, backend: str = "gener
         callbacks=[tracker],
     )
     trainer.train()
-    final = trainer.accelerator.get_state_dict(trainer.model)  # a collective under FSDP and ZeRO-3
+    # a collective under FSDP and ZeRO-3; under ZeRO-3 it needs the DeepSpeed engine, as with a stock Trainer
+    final = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.accelerator.is_main_process:
         from safetensors.torch import load_file
 
