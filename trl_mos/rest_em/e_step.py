@@ -14,6 +14,7 @@ from ..verifiers import VerifierSuite
 from .filtering import atomic_write_json, atomic_write_jsonl, derive_seed, select_solutions, summarize_samples
 from .generation import ContinuousBatchingBackend, GenerationBackend, SamplingSettings, TransformersBackend
 from .sharding import run_sharded_generation
+from .weight_sync import WeightSyncCheck
 
 
 def build_backend(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> GenerationBackend:
@@ -39,6 +40,7 @@ def build_backend(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> Ge
             accelerator,
             config=args.transformers_continuous_batching_config,
             gradient_checkpointing_kwargs=checkpointing_kwargs,
+            weight_sync=WeightSyncCheck.from_args(args, tokenizer),
         )
     return TransformersBackend(
         model,
