@@ -295,19 +295,27 @@ class ServerVLLMEngine:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> list[list[list[int]]]:
-        """As [`ColocatedVLLMEngine.generate`], in one request (every prompt of it gets the request's `seed`)."""
-        output = self.client.generate(
-            [list(ids) for ids in prompt_ids],
-            n=num_samples,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            max_tokens=max_new_tokens,
-            logprobs=None,
-            generation_kwargs=None if seed is None else {"seed": seed % (2**31)},
-        )
-        completions = [list(ids) for ids in output["completion_ids"]]
-        return [completions[i * num_samples : (i + 1) * num_samples] for i in range(len(prompt_ids))]
+        """As [`ColocatedVLLMEngine.generate`]: one request per prompt with `n=num_samples` and seed
+        `seed + i * num_samples` (a request has one seed; sharing it between prompts would correlate their samples),
+        sent concurrently."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def send(i):
+            extra = None if seed is None else {"seed": (seed + i * num_samples) % (2**31)}
+            output = self.client.generate(
+                [list(prompt_ids[i])],
+                n=num_samples,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                max_tokens=max_new_tokens,
+                logprobs=None,
+                generation_kwargs=extra,
+            )
+            return [list(ids) for ids in output["completion_ids"]]
+
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(prompt_ids)))) as executor:
+            return list(executor.map(send, range(len(prompt_ids))))
 
     def generate_for_processes(self, accelerator: Any, prompt_ids, num_samples, max_new_tokens, **kwargs):
         """`generate` for every process in one request from the main process (a collective call)."""
