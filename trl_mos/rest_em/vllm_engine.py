@@ -157,6 +157,9 @@ class ColocatedVLLMEngine:
             logger.info("vLLM on CPU: VLLM_CPU_KVCACHE_SPACE=1 (GiB of KV cache); set it to use another size.")
         self.dtype = dtype
         self.enable_sleep_mode = enable_sleep_mode
+        # vLLM-CPU raises "CPU Generator does not use offset" when a seeded request is split by chunked prefill (a
+        # large batch): on a CPU, samples come from the engine's seed only and are not reproduced after a resume
+        self.per_request_seeds = torch.cuda.is_available()
         self.llm = LLM(
             model=model_path,
             dtype=_vllm_dtype(dtype),
@@ -211,7 +214,8 @@ class ColocatedVLLMEngine:
 
         `temperature=0` is greedy decoding. With `seed`, prompt `i` of the call is sampled with seed
         `seed + i * num_samples` (vLLM gives its `n` samples `seed + j`): the same call with the same seed gives the
-        same samples, whatever else the engine ran before.
+        same samples, whatever else the engine ran before. On a CPU (no per-request seeds there, see `per_request_seeds`)
+        the samples come from the engine's own seed.
         """
         params = [
             self._sampling_params(
@@ -222,7 +226,7 @@ class ColocatedVLLMEngine:
                 top_p=top_p,
                 repetition_penalty=1.0,
                 logprobs=None,
-                seed=None if seed is None else (seed + i * num_samples) % (2**31),
+                seed=None if seed is None or not self.per_request_seeds else (seed + i * num_samples) % (2**31),
             )
             for i in range(len(prompt_ids))
         ]
