@@ -11,13 +11,16 @@ for every method; generated tokens are counted up to and including the first end
 - `ReST^EM E-step (generate + verify + save)`: the whole sharded E-step — generation, decoding, `math_verifier`,
   atomic shard files — i.e. what `restem/generation_tokens_per_s` covers plus verification and saving;
 - `continuous batching backend`: `use_transformers_continuous_batching=True` (with a small paged cache on a CPU);
-- `vLLM backend`: only where vLLM is installed;
+- `vLLM backend` (`--vllm`, where vLLM is installed): the colocated engine, each prompt sent once with `n=N`; the
+  weight push and the weight-sync check run once, in the warm-up round. With `--vllm` every method uses the tiny model
+  with 2 attention heads (head dimension 32, which vLLM's CPU attention needs) instead of 4;
 - `one sequence at a time` / `one prompt at a time`: `generate` with a batch of one sequence, or of one prompt with
   its N samples (measured on a subset, as a rate).
 
 Methods alternate round by round; the table gives the median over `--rounds`.
 
     python benchmarks/generation_throughput.py --rounds 3 --json benchmarks/results/generation_throughput.json
+    python benchmarks/generation_throughput.py --rounds 3 --vllm  # in an environment with vLLM (.ci/vllm builds one)
 
 Targets: the ReST^EM pipeline ≥ 0.9× the bare loop; batched ≥ 20× one-at-a-time.
 """
@@ -39,12 +42,14 @@ def build(args):
     from trl_mos.rest_em import ReSTEMTrainer
     from trl_mos.rest_em.demo import tiny_restem_config
     from trl_mos.tasks import make_arithmetic_problems
-    from trl_mos.testing import build_tiny_model, build_tiny_tokenizer
+    from trl_mos.testing import VLLM_TINY_MODEL_KWARGS, build_tiny_model, build_tiny_tokenizer
     from trl_mos.verifiers import math_verifier
 
     transformers.logging.set_verbosity_error()
     tokenizer = build_tiny_tokenizer(seed=0)
-    model = build_tiny_model(tokenizer, seed=0, hidden_size=args.hidden_size)
+    # vLLM's CPU attention needs a head dimension of at least 32: with --vllm every method uses that model
+    shape = VLLM_TINY_MODEL_KWARGS if args.vllm else {}
+    model = build_tiny_model(tokenizer, seed=0, hidden_size=args.hidden_size, **shape)
     problems = make_arithmetic_problems(seed=0, num_train=args.num_prompts)["train"]
     config = tiny_restem_config(
         tempfile.mkdtemp(prefix="restem-throughput-"),
@@ -54,6 +59,7 @@ def build(args):
         generation_shard_size=args.shard_size,
         transformers_continuous_batching_config={"num_blocks": 64, "max_batch_tokens": 1024},
         use_vllm=args.vllm,
+        vllm_max_model_length=256,
     )
     trainer = ReSTEMTrainer(
         model=model, args=config, train_dataset=problems, processing_class=tokenizer, verifiers=[math_verifier]

@@ -180,28 +180,6 @@ def test_vllm_missing_says_how_to_install(tmp_path, tiny_tokenizer, problems, mo
         _ = trainer.generation_backend
 
 
-@pytest.mark.vllm
-@pytest.mark.skipif(not is_vllm_available(), reason="needs vLLM")
-def test_vllm_backend_generates(tmp_path, problems):  # pragma: no cover - runs where vLLM is installed
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from trl_mos.testing import save_tiny_model
-
-    path = save_tiny_model(tmp_path / "model")
-    trainer = ReSTEMTrainer(
-        model=AutoModelForCausalLM.from_pretrained(path),
-        args=tiny_restem_config(
-            tmp_path / "out", use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.2
-        ),
-        train_dataset=problems["train"],
-        processing_class=AutoTokenizer.from_pretrained(path),
-        verifiers=[always],
-    )
-    prompt_ids = tokenize_prompts(trainer.processing_class, problems["train"]["prompt"][:4])
-    out = trainer.generation_backend.generate(prompt_ids, SamplingSettings(3, 8, temperature=0.7, top_k=40), seed=0)
-    assert [len(samples) for samples in out] == [3, 3, 3, 3]
-
-
 def test_shards_are_json_lines_and_a_reduced_summary_is_what_travels(trainer, tmp_path):
     def samples(shard, indices, completions):
         return {

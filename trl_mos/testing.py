@@ -30,6 +30,10 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END]
 
+# vLLM's CPU attention needs a head dimension of at least 32; the default tiny model has 64 / 4 = 16. Two heads (one
+# key/value head) at the same width keep the model as small: `build_tiny_model(tokenizer, **VLLM_TINY_MODEL_KWARGS)`.
+VLLM_TINY_MODEL_KWARGS = dict(num_attention_heads=2)
+
 # ChatML, as Qwen uses it. The `{% generation %}` markers let `return_assistant_tokens_mask=True` work, so TRL's
 # `assistant_only_loss=True` can be used with the kit.
 CHAT_TEMPLATE = (
@@ -131,6 +135,7 @@ def build_tiny_model(
     num_hidden_layers: int = 2,
     num_attention_heads: int = 4,
     max_position_embeddings: int = 512,
+    tie_word_embeddings: bool = True,
 ) -> PreTrainedModel:
     """Builds a tiny randomly-initialised causal LM matching `tokenizer`.
 
@@ -149,9 +154,12 @@ def build_tiny_model(
             Number of attention heads (half as many key/value heads, to exercise grouped-query attention).
         max_position_embeddings (`int`, *optional*, defaults to `512`):
             Longest sequence the model accepts.
+        tie_word_embeddings (`bool`, *optional*, defaults to `True`):
+            Share the input embedding matrix with the output head (as Qwen2.5-0.5B/1.5B do).
 
     Returns:
-        [`~transformers.PreTrainedModel`]: the model, in float32 and train mode.
+        [`~transformers.PreTrainedModel`]: the model, in float32 and train mode. Pass `**VLLM_TINY_MODEL_KWARGS` for
+        a model vLLM's CPU attention accepts (head dimension 32 instead of 16).
 
     Example:
 
@@ -173,7 +181,7 @@ def build_tiny_model(
         num_attention_heads=num_attention_heads,
         num_key_value_heads=max(1, num_attention_heads // 2),
         max_position_embeddings=max_position_embeddings,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,

@@ -21,6 +21,7 @@ from .filtering import (
 )
 from .generation import ContinuousBatchingBackend, GenerationBackend, SamplingSettings, TransformersBackend
 from .sharding import read_shard, run_sharded_generation, shard_path
+from .weight_sync import WeightSyncCheck
 
 
 PROMPTS_NAME = "prompts.jsonl"
@@ -49,6 +50,7 @@ def build_backend(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> Ge
             accelerator,
             config=args.transformers_continuous_batching_config,
             gradient_checkpointing_kwargs=checkpointing_kwargs,
+            weight_sync=WeightSyncCheck.from_args(args, tokenizer),
         )
     return TransformersBackend(
         model,

@@ -181,6 +181,8 @@ class ContinuousBatchingBackend(GenerationBackend):
         config (`dict`, *optional*): keyword arguments of `transformers.generation.ContinuousBatchingConfig`
             (`max_memory_percent` defaults to 0.5, leaving room for the M-step, as `GRPOTrainer` does).
         gradient_checkpointing_kwargs (`dict`, *optional*): see [`TransformersBackend`].
+        weight_sync ([`~trl_mos.rest_em.weight_sync.WeightSyncCheck`], *optional*): run this check (greedy
+            completions against `model.generate`'s) before the first generation after every weight change.
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class ContinuousBatchingBackend(GenerationBackend):
         accelerator: Any,
         config: dict[str, Any] | None = None,
         gradient_checkpointing_kwargs: dict[str, Any] | None = None,
+        weight_sync: Any | None = None,
     ):
         super().__init__(model, tokenizer, accelerator)
         if self.lockstep:
@@ -205,8 +208,25 @@ class ContinuousBatchingBackend(GenerationBackend):
         self.config_kwargs.setdefault("max_memory_percent", 0.5)
         self.config_class = ContinuousBatchingConfig
         self.gradient_checkpointing_kwargs = gradient_checkpointing_kwargs
+        self.weight_sync = weight_sync
+        self.last_sync_report = None
+        self._checked = False
+
+    def update_weights(self, model: Any | None = None) -> None:
+        super().update_weights(model)
+        self._checked = False
 
     def generate(self, prompt_ids, settings, seed):
+        if self.weight_sync is not None and not self._checked:
+            greedy = lambda ids, n: [c[0] for c in self._generate(ids, SamplingSettings(1, n, do_sample=False), 0)]  # noqa: E731
+            with unwrapped(self) as model:
+                self.last_sync_report = self.weight_sync.run(
+                    model, greedy, self.eos_token_id(), engine="continuous batching"
+                )
+        self._checked = True
+        return self._generate(prompt_ids, settings, seed)
+
+    def _generate(self, prompt_ids, settings, seed):
         config = settings.generation_config(self.eos_token_id(), self.tokenizer.pad_token_id)
         batching_config = self.config_class(**{"seed": seed, **self.config_kwargs})
         eos_ids = set(config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id])
