@@ -9,7 +9,7 @@ from trl_mos.verifiers import make_exact_match_verifier
 def test_sorting_problems_are_deterministic_disjoint_and_correct():
     a, b, c = make_sorting_problems(seed=0), make_sorting_problems(seed=0), make_sorting_problems(seed=1)
     assert list(a) == ["warm_start", "train", "validation", "test"]
-    assert [len(a[s]) for s in a] == [64, 256, 128, 128]
+    assert [len(a[s]) for s in a] == [128, 256, 128, 128]
     for split in a:
         assert a[split].to_list() == b[split].to_list()
         assert a[split].to_list() != c[split].to_list()
@@ -17,7 +17,7 @@ def test_sorting_problems_are_deterministic_disjoint_and_correct():
     assert sum(map(len, prompts)) == len(set().union(*prompts))  # no prompt in two splits, none repeated
     for row in a["test"]:
         items = row["prompt"].removeprefix("sort: ").removesuffix(" =").split()
-        assert 5 <= len(items) <= 8
+        assert 4 <= len(items) <= 7
         assert row["solution"].split() == sorted(items)
         assert row["completion"] == " " + row["solution"]
 

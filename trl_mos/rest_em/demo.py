@@ -147,6 +147,8 @@ def warm_start_tiny_model(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     show_progress: bool = False,
+    lr_scheduler_type: str = "cosine",
+    max_length: int = 128,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Builds the tiny model and fine-tunes it briefly on reference solutions (a stock `SFTTrainer` run), so that
     some of its samples are correct: the starting point ReST^EM needs.
@@ -161,6 +163,9 @@ def warm_start_tiny_model(
         batch_size (`int`, *optional*, defaults to `32`): examples per step.
         learning_rate (`float`, *optional*, defaults to `1e-3`): peak learning rate (cosine schedule).
         show_progress (`bool`, *optional*, defaults to `False`): show the Trainer's progress bar.
+        lr_scheduler_type (`str`, *optional*, defaults to `"cosine"`): learning-rate schedule (`"constant"` keeps
+            the peak rate, with a warm-up of 5 % of the steps).
+        max_length (`int`, *optional*, defaults to `128`): longest tokenized example.
 
     Returns:
         `tuple`: the fine-tuned model and its tokenizer.
@@ -176,10 +181,10 @@ def warm_start_tiny_model(
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=lr_scheduler_type,
         warmup_steps=max(1, max_steps // 20),
         logging_steps=max(1, max_steps // 5),
-        max_length=128,
+        max_length=max_length,
         seed=seed,
         disable_tqdm=not show_progress,
     )
