@@ -38,3 +38,12 @@ def test_sorting_problems_reject_bad_input():
         make_sorting_problems(min_length=6, max_length=5)
     with pytest.raises(ValueError, match="distinct"):
         make_sorting_problems(num_test=500, min_length=2, max_length=2)
+
+
+def test_restem_demo_rejects_an_unknown_task_before_training(tmp_path):
+    from trl_mos.demo import DemoConfig
+    from trl_mos.rest_em.demo import run_restem_demo
+
+    with pytest.raises(ValueError, match="choose 'sorting' or 'arithmetic'"):
+        run_restem_demo(DemoConfig(output_dir=str(tmp_path)), task="chess")
+    assert not any(tmp_path.iterdir())
