@@ -313,9 +313,11 @@ def print_table(summary: dict) -> None:
     for name, m in summary["methods"].items():
         if m["mos"]:
             d = m["mos"]
-            spread = "n/a" if d["reward_spread_mean"] is None else f"{d['reward_spread_mean']:.4f}"
+            spread, move = (
+                "n/a" if d[key] is None else f"{d[key]:.4f}" for key in ("reward_spread_mean", "move_per_update_mean")
+            )  # a static strategy has one record: no update, no move
             print(
-                f"  {name}: reward spread {spread}, move/update {d['move_per_update_mean']:.4f}, "
+                f"  {name}: reward spread {spread}, move/update {move}, "
                 f"max L1 from start {d['max_distance_from_start']:.3f}"
             )
 
