@@ -1,5 +1,5 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
-"""ReST^EM on the embedded default: the tiny model, the bundled arithmetic problems, a CPU, no Hub.
+"""ReST^EM on the embedded default: the tiny model, bundled tasks (digit sorting, arithmetic), a CPU, no Hub.
 
 [`tiny_restem_config`] is the configuration tests, the example's `--tiny` mode, the demo and the benchmarks share;
 [`run_restem_demo`] is the ReST^EM part of `trl-mos demo`.
@@ -147,6 +147,8 @@ def warm_start_tiny_model(
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     show_progress: bool = False,
+    lr_scheduler_type: str = "cosine",
+    max_length: int = 128,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Builds the tiny model and fine-tunes it briefly on reference solutions (a stock `SFTTrainer` run), so that
     some of its samples are correct: the starting point ReST^EM needs.
@@ -161,6 +163,9 @@ def warm_start_tiny_model(
         batch_size (`int`, *optional*, defaults to `32`): examples per step.
         learning_rate (`float`, *optional*, defaults to `1e-3`): peak learning rate (cosine schedule).
         show_progress (`bool`, *optional*, defaults to `False`): show the Trainer's progress bar.
+        lr_scheduler_type (`str`, *optional*, defaults to `"cosine"`): learning-rate schedule (`"constant"` keeps
+            the peak rate, with a warm-up of 5 % of the steps).
+        max_length (`int`, *optional*, defaults to `128`): longest tokenized example.
 
     Returns:
         `tuple`: the fine-tuned model and its tokenizer.
@@ -176,10 +181,10 @@ def warm_start_tiny_model(
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=lr_scheduler_type,
         warmup_steps=max(1, max_steps // 20),
         logging_steps=max(1, max_steps // 5),
-        max_length=128,
+        max_length=max_length,
         seed=seed,
         disable_tqdm=not show_progress,
     )
@@ -192,13 +197,14 @@ def run_restem_demo(
     config: DemoConfig,
     num_iterations: int = 3,
     num_warm_start_problems: int = 128,
-    warm_start_steps: int = 200,
+    warm_start_steps: int | None = None,
     num_train_problems: int = 256,
     num_validation_problems: int = 128,
+    task: str = "arithmetic",
 ) -> dict[str, Any]:
     """The ReST^EM part of `trl-mos demo`: warm-start the tiny model with a short SFT on a few reference solutions of
-    the bundled arithmetic problems, then run ReST^EM on more problems (their answers only, no solutions), selecting
-    on the validation split and reporting the held-out test split after every iteration.
+    a bundled task (the arithmetic word problems by default), then run ReST^EM on more problems (their answers only,
+    no solutions), selecting on the validation split and reporting the held-out test split after every iteration.
 
     Args:
         config ([`~trl_mos.demo.DemoConfig`]): the demo settings: `output_dir`, `seed`, `hidden_size`, `batch_size`,
@@ -207,10 +213,15 @@ def run_restem_demo(
         num_iterations (`int`, *optional*, defaults to `3`): ReST^EM iterations.
         num_warm_start_problems (`int`, *optional*, defaults to `128`): problems whose reference solutions the warm
             start is trained on.
-        warm_start_steps (`int`, *optional*, defaults to `200`): optimizer steps of the warm start.
+        warm_start_steps (`int`, *optional*): optimizer steps of the warm start. Defaults to 100 at a constant
+            learning rate for `"sorting"` (greedy pass@1 ≈ 9 %, pass@16 ≈ 27 % on validation, seed 0) and 200 with a
+            cosine schedule for `"arithmetic"`.
         num_train_problems (`int`, *optional*, defaults to `256`): problems ReST^EM samples solutions for.
         num_validation_problems (`int`, *optional*, defaults to `128`): validation problems (selection of the best
             iteration). The 128 test problems are the same for any value.
+        task (`str`, *optional*, defaults to `"arithmetic"`): `"sorting"`: digit sorting
+            ([`~trl_mos.tasks.make_sorting_problems`], exact-match verifier), where the warm start has low pass@1 and
+            high pass@k, so self-training has room; `"arithmetic"`: the word problems with `math_verifier`.
 
     Returns:
         `dict`: `"rows"`: `{"warm start" | "iteration i": {"test pass@1", "test pass@4", "test maj@4", "val pass@1",
@@ -225,15 +236,37 @@ def run_restem_demo(
     >>> print(format_restem_table(run_restem_demo(DemoConfig(output_dir="demo"))))
     ```
     """
-    from ..tasks import make_arithmetic_problems
-    from ..verifiers import math_verifier
+    from ..tasks import make_arithmetic_problems, make_sorting_problems
+    from ..tasks.skills import normalize_answer
+    from ..verifiers import make_exact_match_verifier, math_verifier
     from .trainer import ReSTEMTrainer
 
+    if task not in ("sorting", "arithmetic"):
+        raise ValueError(f"Unknown ReST^EM demo task {task!r}; choose 'sorting' or 'arithmetic'.")
     start = time.perf_counter()
-    problems = make_arithmetic_problems(seed=config.seed, num_validation=num_validation_problems)
-    train = problems["train"]
+    if task == "sorting":
+        problems = make_sorting_problems(
+            seed=config.seed,
+            num_warm_start=num_warm_start_problems,
+            num_train=num_train_problems,
+            num_validation=num_validation_problems,
+        )
+        warm_data, train_problems = problems["warm_start"], problems["train"]
+        verifiers = [make_exact_match_verifier(column="solution", normalize=normalize_answer)]
+        extra: dict[str, Any] = dict(answer_extractor=normalize_answer)
+        overrides: dict[str, Any] = dict(max_completion_length=20, max_length=64)
+        warm_options: dict[str, Any] = dict(lr_scheduler_type="constant", max_length=64)
+        warm_start_steps = 100 if warm_start_steps is None else warm_start_steps
+    else:
+        problems = make_arithmetic_problems(seed=config.seed, num_validation=num_validation_problems)
+        warm_data = problems["train"].select(range(num_warm_start_problems))
+        train_problems = problems["train"].select(
+            range(num_warm_start_problems, num_warm_start_problems + num_train_problems)
+        )
+        verifiers, extra, overrides, warm_options = [math_verifier], {}, {}, {}
+        warm_start_steps = 200 if warm_start_steps is None else warm_start_steps
     model, tokenizer = warm_start_tiny_model(
-        train.select(range(num_warm_start_problems)),
+        warm_data,
         os.path.join(config.output_dir, "restem-warm-start"),
         max_steps=warm_start_steps,
         seed=config.seed,
@@ -241,6 +274,7 @@ def run_restem_demo(
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         show_progress=config.show_progress,
+        **warm_options,
     )
 
     # ReST^EM on other problems: prompts and final answers only. The demo's directory is its own scratch space: a
@@ -255,17 +289,16 @@ def run_restem_demo(
         batch_size=config.batch_size,
         show_progress=config.show_progress,
         num_iterations=num_iterations,
+        **overrides,
     )
-    train_problems = train.select(
-        range(num_warm_start_problems, num_warm_start_problems + num_train_problems)
-    ).select_columns(["prompt", "solution"])
     trainer = ReSTEMTrainer(
         model=model,
         args=args,
-        train_dataset=train_problems,
-        eval_dataset=problems["validation"],
+        train_dataset=train_problems.select_columns(["prompt", "solution"]),
+        eval_dataset=problems["validation"].select_columns(["prompt", "solution"]),
         processing_class=tokenizer,
-        verifiers=[math_verifier],
+        verifiers=verifiers,
+        **extra,
     )
     trainer.train()
 

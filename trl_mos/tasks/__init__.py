@@ -3,15 +3,21 @@
 
 from .arithmetic import make_arithmetic_problems
 from .code import make_code_tasks
+from .mixing_regret import REGRET_SKILL_NAMES, make_mixing_regret_datasets, sample_static_mixture
+from .self_training import make_sorting_problems
 from .skills import SKILL_NAMES, check_skill_answer, evaluate_skill_accuracy, make_skill_datasets, normalize_answer
 
 
 __all__ = [
+    "REGRET_SKILL_NAMES",
     "SKILL_NAMES",
     "check_skill_answer",
     "evaluate_skill_accuracy",
     "make_arithmetic_problems",
     "make_code_tasks",
+    "make_mixing_regret_datasets",
     "make_skill_datasets",
+    "make_sorting_problems",
     "normalize_answer",
+    "sample_static_mixture",
 ]
