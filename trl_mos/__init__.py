@@ -24,6 +24,8 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "make_code_tasks": "trl_mos.tasks",
     "check_skill_answer": "trl_mos.tasks",
     "evaluate_skill_accuracy": "trl_mos.tasks",
+    "make_mixing_regret_datasets": "trl_mos.tasks",
+    "make_sorting_problems": "trl_mos.tasks",
     # verifiers
     "VerifierSuite": "trl_mos.verifiers",
     "Verdict": "trl_mos.verifiers",
@@ -38,6 +40,9 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "required_columns": "trl_mos.verifiers",
     "check_required_columns": "trl_mos.verifiers",
     "completion_to_text": "trl_mos.verifiers",
+    "error_reason": "trl_mos.verifiers",
+    "is_verifier_error": "trl_mos.verifiers",
+    "extract_math_answers": "trl_mos.verifiers",
     "Sandbox": "trl_mos.verifiers",
     "SandboxConfig": "trl_mos.verifiers",
     # evaluation metrics
@@ -49,12 +54,14 @@ _LAZY_ATTRIBUTES: dict[str, str] = {
     "MoSConfig": "trl_mos.mixing",
     "SkillSampler": "trl_mos.mixing",
     "concatenate_skills": "trl_mos.mixing",
+    "pack_within_skills": "trl_mos.mixing",
     "plot_mixture": "trl_mos.mixing",
     # generation helper
     "generate_completions": "trl_mos.generation",
     # ReST^EM self-training
     "ReSTEMConfig": "trl_mos.rest_em",
     "ReSTEMTrainer": "trl_mos.rest_em",
+    "WeightSyncError": "trl_mos.rest_em.weight_sync",
 }
 
 __all__ = ["__version__", *_LAZY_ATTRIBUTES]
@@ -75,14 +82,24 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real imports
     from .evaluation import evaluate_samples, maj_at_k, pass_at_k
     from .generation import generate_completions
-    from .mixing import MixtureOfSkillsCallback, MoSConfig, SkillSampler, concatenate_skills, plot_mixture
+    from .mixing import (
+        MixtureOfSkillsCallback,
+        MoSConfig,
+        SkillSampler,
+        concatenate_skills,
+        pack_within_skills,
+        plot_mixture,
+    )
     from .rest_em import ReSTEMConfig, ReSTEMTrainer
+    from .rest_em.weight_sync import WeightSyncError
     from .tasks import (
         check_skill_answer,
         evaluate_skill_accuracy,
         make_arithmetic_problems,
         make_code_tasks,
+        make_mixing_regret_datasets,
         make_skill_datasets,
+        make_sorting_problems,
     )
     from .testing import build_tiny_model, build_tiny_tokenizer, save_tiny_model, tiny_sft_config
     from .verifiers import (
@@ -93,7 +110,10 @@ if TYPE_CHECKING:  # pragma: no cover - static type checkers see the real import
         check_required_columns,
         code_verifier,
         completion_to_text,
+        error_reason,
         exact_match_verifier,
+        extract_math_answers,
+        is_verifier_error,
         make_code_verifier,
         make_exact_match_verifier,
         make_math_verifier,
