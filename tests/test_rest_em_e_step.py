@@ -35,7 +35,15 @@ def _records(tokenizer, verdicts, finished, **kwargs):
 
 ACCEPT = Verdict(True, {"v": 1.0}, {"v": True}, {"v": ""}, "")
 REJECT = Verdict(False, {"v": 0.0}, {"v": False}, {"v": "wrong"}, "v: wrong")
-ERROR = Verdict(False, {"v": None}, {"v": None}, {"v": "verifier error: timed out after 5 s"}, "no verifier applies")
+ERROR = Verdict(
+    False,
+    {"v": None},
+    {"v": None},
+    {"v": "verifier error: timed out after 5 s"},
+    "v: verifier error: timed out after 5 s",
+    status="error",
+    errors={"v": "verifier error: timed out after 5 s"},
+)
 
 
 def test_an_unfinished_sample_is_rejected_by_default(tiny_tokenizer):
@@ -70,7 +78,11 @@ def test_unfinished_samples_are_counted(tiny_tokenizer):
 def test_the_status_comes_from_the_verdict_or_its_reasons():
     assert verdict_status(SimpleNamespace(status="error", accepted=False)) == "error"
     assert verdict_status(ACCEPT) == "accepted" and verdict_status(REJECT) == "rejected"
-    assert verdict_status(ERROR) == "error"  # a Verdict without `status`: a member's "verifier error: " reason
+    assert verdict_status(ERROR) == "error"
+    # a verdict-like object without `status` (another suite): a member's "verifier error: " reason makes it an error
+    reasons = {"v": "verifier error: timed out after 5 s"}
+    assert verdict_status(SimpleNamespace(accepted=False, reasons=reasons)) == "error"
+    assert verdict_status(SimpleNamespace(accepted=False, reasons={"v": "wrong"})) == "rejected"
 
 
 def test_counting_verifier_errors_as_accepted_is_refused(tmp_path):
