@@ -37,6 +37,7 @@ def _config(output_dir, **overrides):
         max_completion_length=12,
         max_steps=2,
         learning_rate=1e-2,
+        keep_unfinished=True,  # the untrained tiny model hardly ever ends a completion within 12 tokens
     )
     kwargs.update(overrides)
     return tiny_restem_config(output_dir, **kwargs)
