@@ -122,23 +122,24 @@ def prompt_completion_rows(samples: Iterable[dict[str, Any]]) -> list[dict[str, 
     ]
 
 
+_COUNT_KEYS = (
+    "samples",
+    "accepted",
+    "excluded",
+    "verifier_errors",
+    "unfinished",
+    "prompts",
+    "prompts_solved",
+    "completion_tokens",
+)
+
+
 def count_samples(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     """Counts over sample records, which add up over shards of distinct problems: `samples`, `accepted`, `excluded`
-    (`accepted` is `None`: a verifier error counted as neither accepted nor rejected), `verifier_errors` (`status == "error"`), `unfinished` (no end-of-sequence token), `prompts`, `prompts_solved` (with
-    at least one accepted sample) and `completion_tokens`."""
-    counts = dict.fromkeys(
-        (
-            "samples",
-            "accepted",
-            "excluded",
-            "verifier_errors",
-            "unfinished",
-            "prompts",
-            "prompts_solved",
-            "completion_tokens",
-        ),
-        0,
-    )
+    (`accepted` is `None`: a verifier error counted as neither accepted nor rejected), `verifier_errors`
+    (`status == "error"`), `unfinished` (no end-of-sequence token), `prompts`, `prompts_solved` (with at least one
+    accepted sample) and `completion_tokens`."""
+    counts = dict.fromkeys(_COUNT_KEYS, 0)
     prompts, solved = set(), set()
     for r in records:
         counts["samples"] += 1
@@ -163,19 +164,7 @@ def summarize_counts(counts: Iterable[dict[str, float]], kept: Sequence[dict[str
         `kept_prompts` (problems with at least one kept sample), `completion_tokens` (total generated tokens),
         `unfinished` (samples without an end-of-sequence token) and `verifier_errors`.
     """
-    total = dict.fromkeys(
-        (
-            "samples",
-            "accepted",
-            "excluded",
-            "verifier_errors",
-            "unfinished",
-            "prompts",
-            "prompts_solved",
-            "completion_tokens",
-        ),
-        0,
-    )
+    total = dict.fromkeys(_COUNT_KEYS, 0)
     for shard in counts:
         for key in total:
             total[key] += shard.get(key, 0)
