@@ -30,6 +30,7 @@ import ast
 import base64
 import builtins
 import ctypes
+import errno
 import fcntl
 import gc
 import json
@@ -536,19 +537,60 @@ def make_cgroups(name: str, memory_bytes: int | None, processes: int | None) -> 
     return made
 
 
-def remove_cgroups(made: dict) -> None:
+def remove_cgroups(made: dict, timeout: float = 5.0) -> None:
+    """Removes the cgroups; one whose last processes are still exiting (EBUSY) is retried until `timeout`."""
+    deadline = time.monotonic() + timeout
     for path in dict.fromkeys(made.get("join", []) + made.get("limits", []) + [made.get("v2")]):
-        if path:
+        while path:
             try:
                 os.rmdir(path)
-            except OSError:
-                pass
+            except OSError as exc:
+                if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+            break
+
+
+def remove_cgroups_named(name: str) -> None:
+    """Removes the cgroups `make_cgroups(name, ...)` can make, where they are left (the harness's last sweep)."""
+    root = cgroup2_root()
+    paths = [os.path.join(root, name)] if root else []
+    paths += [f"/sys/fs/cgroup/{controller}/{name}" for controller in ("memory", "pids")]
+    remove_cgroups({"join": [path for path in paths if os.path.isdir(path)]})
 
 
 def _join_cgroups(paths: list[str]) -> None:
     for path in paths:
         with open(os.path.join(path, "cgroup.procs"), "w") as handle:
             handle.write("0")
+
+
+def _leave_cgroups(setup: dict) -> None:
+    """Moves a fork server that joined its slot's cgroups back to their parents, so that they can be removed."""
+    if not setup.get("server_in_cgroup"):
+        return
+    for path in setup["cgroups"]["join"]:
+        try:
+            with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as handle:
+                handle.write("0")
+        except OSError:
+            pass
+
+
+def _kill_strays(path: str, keep: set[int]) -> None:
+    """SIGKILLs every process of a cgroup but `keep` (the servers) and waits until they are gone."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        with open(os.path.join(path, "cgroup.procs")) as handle:
+            strays = [int(pid) for pid in handle.read().split() if int(pid) not in keep]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.001)
 
 
 def cgroup_cpu_seconds(path: str) -> float:
@@ -657,9 +699,10 @@ def _bind_readonly(source: str, target: str, points: list[tuple[str, list[str]]]
         _mount(None, point, None, flags | _mount_flags(_mount_options_of(original, points)))
 
 
-def _enter_minimal_root(plan: dict, new_root: str, setup: dict, private_proc: bool) -> None:
-    """Builds the minimal root on a tmpfs at `new_root` and makes it this mount namespace's `/` (pivot_root; the old
-    root is detached, so no path leads back to it)."""
+def build_root_template(plan: dict, new_root: str) -> None:
+    """Builds the minimal root once, in the fork server's own mount namespace, on a tmpfs at `new_root`, and makes that
+    mount read-only; each runner then copies it with its mount namespace and adds only what is its own
+    ([`_enter_minimal_root`])."""
     points = _mount_points()
     _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m,nr_inodes=4096")
     for path in plan["dirs"]:
@@ -680,17 +723,23 @@ def _enter_minimal_root(plan: dict, new_root: str, setup: dict, private_proc: bo
         os.symlink(target, new_root + path)
     for path in ("/proc", "/tmp", "/var/tmp", "/dev/shm", "/.old"):
         os.makedirs(new_root + path, 0o755, exist_ok=True)
+    # read-only at the mount (not the superblock): copied so into every runner's mount namespace
+    _mount(None, new_root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _enter_minimal_root(template: str, setup: dict, private_proc: bool) -> None:
+    """Makes the fork server's root template (a copy of it, in this runner's new mount namespace) this namespace's `/`
+    with the run's own `/proc` and private `/tmp` (pivot_root; the old root is detached, so no path leads back to it;
+    `/.old` stays as an empty directory of the read-only root)."""
     if private_proc:
-        _mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount_private_tmp(setup, new_root)
+        _mount("proc", template + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount_private_tmp(setup, template)
     number = _PIVOT_ROOT.get(platform.machine())
     if number is None:
         raise OSError(f"pivot_root: unknown system call number on {platform.machine()}")
-    _check(_libc().syscall(number, new_root.encode(), (new_root + "/.old").encode()), "pivot_root")
+    _check(_libc().syscall(number, template.encode(), (template + "/.old").encode()), "pivot_root")
     os.chdir("/")
     _check(_libc().umount2(b"/.old", MNT_DETACH), "umount /.old")
-    os.rmdir("/.old")
-    _mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def _mount_private_tmp(setup: dict, root: str = "") -> None:
@@ -739,7 +788,13 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, ...], state:
     state["report_fd"] = 3
     os.closerange(len(fds), max(1 << 16, os.sysconf("SC_OPEN_MAX")))
 
-    if caps.get("cgroup"):
+    if caps.get("server_in_cgroup"):
+        # forked inside the slot's cgroups already (everything the program starts inherits them), beside the servers:
+        # when the cgroup runs out of memory, the kernel kills the program's processes first (raising the score
+        # needs no privilege, and every process the program starts inherits it)
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    elif caps.get("cgroup"):
         _join_cgroups(setup["cgroups"]["join"])  # everything the program starts inherits them
     os.setpgid(0, 0)  # own process group (setsid would also work but costs ~3 ms with scheduler autogroups)
     cwd = workdir
@@ -747,7 +802,7 @@ def _isolate(setup: dict, caps: dict, workdir: str, fds: tuple[int, ...], state:
         unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         if caps.get("minimal_root"):
-            _enter_minimal_root(setup["root_plan"], workdir, setup, bool(caps.get("private_proc")))
+            _enter_minimal_root(setup["root_template"], setup, bool(caps.get("private_proc")))
             cwd = "/tmp"
         else:
             if caps.get("python_binds"):
@@ -1006,11 +1061,13 @@ def _supervise(job: dict, setup: dict, caps: dict, channel: list[int]) -> dict:
     v2 = setup["cgroups"].get("v2") if caps.get("cgroup") else None
     if caps.get("pid_namespace"):
         unshare(CLONE_NEWPID)
-    workdir = tempfile.mkdtemp(prefix="job-", dir=setup["tmp_root"])
+    # the working directory: the private /tmp of the minimal root, else a fresh directory made here
+    workdir = None if caps.get("minimal_root") else tempfile.mkdtemp(prefix="job-", dir=setup["tmp_root"])
     try:
-        if uid is not None:
+        if workdir is not None and uid is not None:
             os.chown(workdir, uid, gid)
-        os.chmod(workdir, 0o700)
+        if workdir is not None:
+            os.chmod(workdir, 0o700)
         stdin = None if job.get("stdin") is None else _encode(job["stdin"])
         if stdin is not None and hasattr(os, "memfd_create"):
             stdin_fd = os.memfd_create("stdin", 0)
@@ -1019,7 +1076,7 @@ def _supervise(job: dict, setup: dict, caps: dict, channel: list[int]) -> dict:
                 view = view[os.write(stdin_fd, view) :]
             os.lseek(stdin_fd, 0, os.SEEK_SET)
         elif stdin is not None:
-            path = os.path.join(workdir, ".stdin")
+            path = os.path.join(workdir, ".stdin")  # no memfd: not Linux, so no minimal root and a workdir
             with open(path, "wb") as handle:
                 handle.write(stdin)
             stdin_fd = os.open(path, os.O_RDONLY)
@@ -1029,6 +1086,8 @@ def _supervise(job: dict, setup: dict, caps: dict, channel: list[int]) -> dict:
         err_r, err_w = os.pipe()
         rep_r, rep_w = os.pipe()
         cpu_start = cgroup_cpu_seconds(v2) if v2 else 0.0
+        if caps.get("server_in_cgroup"):
+            cpu_start += _own_cpu_seconds()  # the cgroup also counts this supervisor, which is not the program
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
@@ -1039,17 +1098,34 @@ def _supervise(job: dict, setup: dict, caps: dict, channel: list[int]) -> dict:
         for fd in (stdin_fd, out_w, err_w, rep_w, *channel):
             os.close(fd)
         limits = {"cpu": cpu_limit, "wall": wall_limit, "cpu_start": cpu_start, "start": start}
+        if caps.get("server_in_cgroup"):
+            limits["servers_cgroup"] = setup["cgroups"]["join"][0]
         result = _watch(pid, (out_r, err_r, rep_r), limits, cap, uid, bool(caps.get("pid_namespace")), v2)
     finally:
-        _remove_tree(workdir)
+        if workdir is not None:
+            _remove_tree(workdir)
     report = bytes(result.pop("report"))
     result["duration"] = time.monotonic() - start
     result["report"] = report.decode("utf-8", "replace")
     return result
 
 
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def _watch(pid: int, fds: tuple[int, int, int], limits: dict, cap: int, uid, pid_namespace: bool, v2):
-    """Collects the runner's output until it exits or a limit is reached, then makes sure nothing of it survives."""
+    """Collects the runner's output until it exits or a limit is reached, then makes sure nothing of it survives.
+    `limits["servers_cgroup"]`: the run shares its cgroups with this supervisor and the fork server (only with a PID
+    namespace), so it is killed with the namespace rather than with `cgroup.kill`."""
+    servers_cgroup = limits.get("servers_cgroup")
+    kill_cgroup = v2 if servers_cgroup is None else None
+
+    def cpu_used_now() -> float:
+        used = cgroup_cpu_seconds(v2) - limits["cpu_start"]
+        return used - _own_cpu_seconds() if servers_cgroup is not None else used
+
     buffers = {fds[0]: bytearray(), fds[1]: bytearray(), fds[2]: bytearray()}
     caps = {fds[0]: cap, fds[1]: cap, fds[2]: _MAX_REPORT_BYTES}
     dropped = {fd: 0 for fd in fds}
@@ -1077,14 +1153,14 @@ def _watch(pid: int, fds: tuple[int, int, int], limits: dict, cap: int, uid, pid
     while status is None:
         remaining = deadline - time.monotonic()
         if v2 is not None:
-            cpu_used = cgroup_cpu_seconds(v2) - limits["cpu_start"]
+            cpu_used = cpu_used_now()
             if cpu_used > limits["cpu"]:
                 timed_out = "cpu"
         if remaining <= 0:
             timed_out = timed_out or "wall"
         if timed_out:
-            if v2 is not None:
-                cgroup_kill(v2)
+            if kill_cgroup is not None:
+                cgroup_kill(kill_cgroup)
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -1109,8 +1185,11 @@ def _watch(pid: int, fds: tuple[int, int, int], limits: dict, cap: int, uid, pid
     # the runner is gone: kill everything that is left of the run (its cgroup; with a PID namespace the kernel has done
     # it already), its process group and (when it ran under its own uid) every process of that uid
     if v2 is not None:
-        cpu_used = cgroup_cpu_seconds(v2) - limits["cpu_start"]
-        cgroup_kill(v2)
+        cpu_used = cpu_used_now()
+    if kill_cgroup is not None:
+        cgroup_kill(kill_cgroup)
+    elif servers_cgroup is not None:
+        _kill_strays(servers_cgroup, {os.getpid(), os.getppid()})  # none: the namespace died with its PID 1
     if not pid_namespace:
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -1155,25 +1234,35 @@ def _watch(pid: int, fds: tuple[int, int, int], limits: dict, cap: int, uid, pid
 
 
 def _run_one(job: dict, setup: dict, caps: dict, out_fd: int, channel: list[int] = ()) -> None:
-    """Forks a supervisor for one run; the supervisor writes the answer to the harness itself."""
+    """Forks a supervisor for one run; the supervisor says on a pipe that the run is over and cleaned up, writes the
+    answer to the harness itself and exits. We return once it has said so (its answer and its own exit, ~1 ms of
+    address-space teardown, overlap the next job; it is reaped later) or, if it ended before, answer for it."""
+    done_r, done_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(done_r)
             os.setpgid(0, 0)
             try:
                 result = _supervise(job, setup, caps, list(channel))
             except BaseException as exc:
                 result = {"error": f"sandbox error: {_describe(exc)}"}
+            os.write(done_w, b".")  # first: the fork server can wait for the next job while the answer goes out
             send_json(out_fd, result)
             os._exit(0)
         except BaseException:
             os._exit(1)
+    os.close(done_w)
     for fd in channel:
         os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    _reap_zombies()  # orphans re-parented to this subreaper
-    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+    try:
+        answered = os.read(done_r, 1) == b"."
+    finally:
+        os.close(done_r)
+    if not answered:
+        _, status = os.waitpid(pid, 0)
         send_json(out_fd, {"error": f"sandbox error: supervisor ended with status {status}"})
+    _reap_zombies()  # earlier supervisors, and orphans re-parented to this subreaper
 
 
 _FEATURES = (
@@ -1274,8 +1363,41 @@ def main(argv: list[str]) -> None:
     try:
         _serve(fd, setup)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         reap_all_children()
+        _leave_cgroups(setup)
         remove_cgroups(setup["cgroups"])
+        _remove_root_template(setup)
+
+
+def _make_root_template(setup: dict) -> str:
+    """Gives the fork server its own mount namespace and builds the runners' minimal root in it (once: a runner only
+    adds its `/proc` and `/tmp`). The template is a read-only tmpfs, seen only by this server and its runs; from the
+    host it is an empty directory of the sandbox's temporary folder."""
+    if _PIVOT_ROOT.get(platform.machine()) is None:
+        raise OSError(f"pivot_root: unknown system call number on {platform.machine()}")
+    plan = minimal_root_plan()
+    unshare(CLONE_NEWNS)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    template = tempfile.mkdtemp(prefix="root-", dir=setup["tmp_root"])
+    os.chmod(template, 0o755)
+    try:
+        build_root_template(plan, template)
+    except BaseException:
+        _remove_root_template({"root_template": template})
+        raise
+    return template
+
+
+def _remove_root_template(setup: dict) -> None:
+    template = setup.get("root_template")
+    if not template:
+        return
+    _libc().umount2(template.encode(), MNT_DETACH)
+    try:
+        os.rmdir(template)
+    except OSError:
+        pass
 
 
 def _serve(fd: int, setup: dict) -> None:
@@ -1293,23 +1415,36 @@ def _serve(fd: int, setup: dict) -> None:
             __import__(name)
         except BaseException:
             pass
-    wanted = {}
+    wanted, root_error = {}, None
     if setup.get("namespaces") and linux:
         wanted = dict.fromkeys(_FEATURES, True)
         setup["python_dirs"] = blocked_python_dirs(setup.get("uid"))
         wanted["python_binds"] = bool(setup["python_dirs"])
-        try:
-            setup["root_plan"] = minimal_root_plan()
-        except OSError:
-            wanted["minimal_root"] = False
-        wanted["minimal_root"] = wanted["minimal_root"] and setup.get("minimal_root", True)
+        wanted["minimal_root"] = setup.get("minimal_root", True)
+        if wanted["minimal_root"]:
+            try:
+                setup["root_template"] = _make_root_template(setup)
+            except OSError as exc:
+                wanted["minimal_root"] = False
+                root_error = f"the root template could not be built: {_describe(exc)}"
         if is_root and setup.get("cgroup_name"):
             limits = setup["limits"]
-            processes = None if limits.get("processes") is None else limits["processes"] + 1
+            # + this fork server and the run's supervisor (and the previous one, still exiting), which share the
+            # cgroups (see below)
+            processes = None if limits.get("processes") is None else limits["processes"] + 4
             setup["cgroups"] = make_cgroups(setup["cgroup_name"], limits.get("address_space"), processes)
         wanted["cgroup"] = bool(setup["cgroups"]["join"])
     caps.update(_probe_capabilities(setup, wanted, caps))
-    caps["cgroup_kill"] = bool(caps.get("cgroup") and setup["cgroups"]["v2"])
+    if root_error:
+        caps["setup_errors"]["minimal_root"] = root_error
+    if caps.get("cgroup") and caps.get("pid_namespace") and is_root:
+        # Every run's processes are forked inside the slot's cgroups from here on: moving each runner into them would
+        # cost a cgroup migration per run (an RCU grace period, often 5-15 ms). The run is then killed with its PID
+        # namespace (its PID 1 is reaped only once the namespace is empty), not with `cgroup.kill`, which would kill
+        # this server too; the runner makes its processes the out-of-memory killer's first choice.
+        _join_cgroups(setup["cgroups"]["join"])
+        caps["server_in_cgroup"] = setup["server_in_cgroup"] = True
+    caps["cgroup_kill"] = bool(caps.get("cgroup") and setup["cgroups"]["v2"] and not caps.get("server_in_cgroup"))
     gc.freeze()  # forked children's collections then skip (and do not copy-on-write) everything loaded so far
     send_json(fd, {"ready": True, "pid": os.getpid(), "capabilities": caps})
     while True:
@@ -1490,6 +1625,11 @@ def _judge_one(job: dict, out_fd: int, channel: list[int]) -> None:
             verdict = _judge(job, channel[0], channel[1], deadline)
         except BaseException as exc:
             verdict = f"FAIL test process error: {_describe(exc)}"
+        for fd in channel:  # the program sees the end now, not after this process's memory is torn down
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         try:
             os.write(verdict_w, verdict.encode("utf-8", "replace")[:8000])
         finally:
@@ -1554,6 +1694,7 @@ def judge_main(fd: int) -> None:
                 continue
             _judge_one(job, fd, channel)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         reap_all_children()
 
 

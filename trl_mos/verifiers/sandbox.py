@@ -342,6 +342,8 @@ class _ForkServer:
         self._lock_fd: int | None = None
         self._socket: socket.socket | None = None
         self._judge_socket: socket.socket | None = None
+        self.closed = False  # set by `Sandbox.close()`: a run still in flight then ends with an error, no restart
+        self._stop_lock = threading.Lock()  # `close()` and a failing run may stop the servers at once
 
     def _setup_message(self) -> dict:
         config = self.config
@@ -431,10 +433,17 @@ class _ForkServer:
                 "`SandboxConfig(drop_privileges=False)` (weaker isolation)."
             )
         self.runs = 0
+        with self._stop_lock:  # `close()` sets `closed` before it stops us: either it saw this server, or we see it
+            if self.closed:
+                self._stop()
+                raise SandboxUnavailableError("The sandbox was closed while a worker slot was starting.")
 
     def request(self, job: dict, judge_job: dict | None = None) -> tuple[dict, dict | None]:
         """Runs one job (with `judge_job`: an assert-style test, whose verdict comes second); restarts the servers
         when they misbehave. Never raises for a program's behaviour."""
+        closed = {"error": "sandbox error: the sandbox was closed"}
+        if self.closed:
+            return closed, None if judge_job is None else {"verdict": "FAIL " + closed["error"]}
         if (
             self.process is None
             or self.process.poll() is not None
@@ -442,7 +451,12 @@ class _ForkServer:
             or self.runs >= self.config.max_runs_per_worker
         ):
             self.stop()
-            self.start()
+            try:
+                self.start()
+            except SandboxUnavailableError:
+                if self.closed:
+                    return closed, None if judge_job is None else {"verdict": "FAIL " + closed["error"]}
+                raise
         self.runs += 1
         wall = job["wall_timeout"]
         channel: list[int] = []
@@ -477,7 +491,11 @@ class _ForkServer:
     def stop(self) -> None:
         """Stops both servers and returns once every process they started is gone: each is a child subreaper that, on
         SIGTERM or end of input, kills and reaps its whole tree before it exits; a server that does not exit in time is
-        killed with its process group, and the sandbox uid is swept."""
+        killed with its process group, and the sandbox uid is swept. A second caller waits for the first."""
+        with self._stop_lock:
+            self._stop()
+
+    def _stop(self) -> None:
         for sock in (self._socket, self._judge_socket):
             if sock is not None:
                 sock.close()
@@ -500,6 +518,8 @@ class _ForkServer:
                     pass
                 process.wait()
         self.process = self.judge = None
+        if self.config.use_cgroups and os.geteuid() == 0:
+            runtime.remove_cgroups_named(self._cgroup_name())  # the servers remove them; this covers a killed one
         if self.uid is not None:
             # normally nothing is left; this sweep covers a server that had to be killed
             command = [self.config.python_executable or sys.executable, "-I", "-S", _RUNTIME_PATH, "--kill-uid"]
@@ -602,9 +622,11 @@ class Sandbox:
     def capabilities(self) -> dict[str, Any]:
         """What the isolation achieves on this machine, as measured by a probe program run inside the sandbox:
         `network_namespace`, `pid_namespace`, `mount_namespace`, `private_proc`, `minimal_root`, `private_tmp`,
-        `readonly_root`, `cgroup`, `cgroup_kill`, `no_new_privs`, `user_namespace`, plus `uid` (the uid programs run under, `None` when not dropped) and `probe`
-        (what the probe saw from the inside: its uid, visible processes, whether `/` is writable, whether a socket could
-        reach the loopback device)."""
+        `readonly_root`, `cgroup`, `server_in_cgroup` (runs are forked inside the slot's cgroups and killed with their
+        PID namespace), `cgroup_kill` (runs are killed with `cgroup.kill` instead), `no_new_privs`, `user_namespace`,
+        plus `uid` (the uid programs run under, `None` when not dropped) and `probe` (what the probe saw from the
+        inside: its uid, visible processes, whether `/` is writable, whether a socket could reach the loopback
+        device)."""
         slots = self._ensure_started()
         slot = slots.get()
         try:
@@ -625,6 +647,8 @@ class Sandbox:
         sandbox started (servers, supervisors, programs and whatever they forked) is gone."""
         with self._lock:
             if self._owner_pid == os.getpid():
+                for slot in self._all_slots:
+                    slot.closed = True  # before stopping: a check in flight must not start the servers again
                 for slot in self._all_slots:
                     slot.stop()
                 if self._tmp_root is not None:
