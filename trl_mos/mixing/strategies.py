@@ -171,12 +171,22 @@ class MoSStrategy(MixingStrategy):
             )
             return None
         reward_tensor = torch.as_tensor(rewards, dtype=torch.float32)
-        with torch.enable_grad():
+        if self.policy.kind == "logits":
+            # d/dz of −Σ_i R_i log softmax(z)_i is softmax(z)·ΣR − R: the same Adam steps, without autograd's
+            # per-step overhead (half the update's time)
+            logits, total = self.policy.logits, reward_tensor.sum()
             for _ in range(self.inner_steps):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = -(torch.log_softmax(self.policy(), dim=-1) * reward_tensor).sum()
-                loss.backward()
+                with torch.no_grad():
+                    logits.grad = torch.softmax(logits, dim=-1) * total - reward_tensor
                 self.optimizer.step()
+            logits.grad = None
+        else:
+            with torch.enable_grad():
+                for _ in range(self.inner_steps):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss = -(torch.log_softmax(self.policy(), dim=-1) * reward_tensor).sum()
+                    loss.backward()
+                    self.optimizer.step()
         self.probabilities = self.policy.probabilities()
         return self.probabilities
 
