@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 
 METRICS = ("pass@1", "pass@4", "pass@16", "maj@16")
@@ -241,7 +243,8 @@ def main():
     parser.add_argument("--variants", nargs="+", default=list(variants(3)), choices=list(variants(3)))
     parser.add_argument("--num_train_problems", type=int, default=256)
     parser.add_argument("--warm-start-steps", type=int, default=None, help="default: 100 (sorting), 200 (arithmetic)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, or cores // jobs)")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run in parallel, each in its own process")
     parser.add_argument("--output_dir", default=None, help="default: benchmarks/results/restem_quality[_TASK]")
     parser.add_argument("--replot", default=None, help="redraw plot and table from a saved results.json and exit")
     args = parser.parse_args()
@@ -260,10 +263,16 @@ def main():
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.perf_counter()
     all_results = {}
-    for seed in args.seeds:
-        all_results[seed] = run_seed(seed, vars(args))
-        with open(os.path.join(args.output_dir, "results.json"), "w") as f:  # after every seed: partial results
-            json.dump({"args": vars(args), "results": all_results}, f, indent=2)
+    if args.jobs > 1 and args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=context) as executor:
+        futures = {executor.submit(run_seed, seed, vars(args)): seed for seed in args.seeds}
+        for future in as_completed(futures):
+            all_results[futures[future]] = future.result()
+            all_results = dict(sorted(all_results.items()))
+            with open(os.path.join(args.output_dir, "results.json"), "w") as f:  # after every seed: partial results
+                json.dump({"args": vars(args), "results": all_results}, f, indent=2)
     summary = summarize(all_results, args.variants)
     summary["seconds"] = time.perf_counter() - start
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:

@@ -88,9 +88,17 @@ def test_short_restem_demo_run_prints_a_per_iteration_table(tmp_path, capsys, mo
         num_train_problems=16,
         num_validation_problems=8,
     )
-    monkeypatch.setattr(demo, "run_restem_demo", small)
+    tasks = []
+
+    def recorded(config, task):
+        tasks.append(task)
+        return small(config, task=task)
+
+    monkeypatch.setattr(demo, "run_restem_demo", recorded)
     assert main(["demo", "--part", "restem", "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    assert tasks == ["sorting"]  # the task with room for self-training is the default
     out = capsys.readouterr().out.splitlines()
+    assert any("digit-sorting" in line for line in out)
     header = next(line for line in out if line.startswith("model"))
     assert header.split()[:4] == ["model", "test", "pass@1", "test"]
     assert any(line.startswith("warm start") for line in out)
