@@ -414,9 +414,14 @@ def _kill_uid(uid: int) -> None:
             pass
         os._exit(0)
     os.waitpid(pid, 0)
-    deadline = time.monotonic() + 5.0
+    _kill_until_gone(lambda: _live_pids_of(uid), timeout=5.0)
+
+
+def _kill_until_gone(list_pids, timeout: float) -> None:
+    """SIGKILLs the processes `list_pids()` returns until it returns none, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        remaining = _live_pids_of(uid)
+        remaining = list_pids()
         if not remaining:
             return
         for other in remaining:
@@ -424,7 +429,7 @@ def _kill_uid(uid: int) -> None:
                 os.kill(other, signal.SIGKILL)
             except OSError:
                 pass
-        time.sleep(0.002)
+        time.sleep(0.001)
 
 
 def _children() -> list[int]:
@@ -579,18 +584,12 @@ def _leave_cgroups(setup: dict) -> None:
 
 def _kill_strays(path: str, keep: set[int]) -> None:
     """SIGKILLs every process of a cgroup but `keep` (the servers) and waits until they are gone."""
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
+
+    def strays() -> list[int]:
         with open(os.path.join(path, "cgroup.procs")) as handle:
-            strays = [int(pid) for pid in handle.read().split() if int(pid) not in keep]
-        if not strays:
-            return
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.001)
+            return [int(pid) for pid in handle.read().split() if int(pid) not in keep]
+
+    _kill_until_gone(strays, timeout=10.0)
 
 
 def cgroup_cpu_seconds(path: str) -> float:
