@@ -64,14 +64,16 @@ def test_diff_reward_is_a_perplexity_ratio_with_target_doubled_and_ema():
     np.testing.assert_allclose(spec.compute(now), 0.9 * (expected * [1, 2, 1]) + 0.1 * first)
 
 
-def test_combined_rewards_share_one_forward_pass():
+def test_combined_rewards_run_each_probe_row_once_and_the_lm_head_only_for_diff_rows():
     runner = FakeRunner([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], [1.0, 1.0, 1.0])
     config = MoSConfig(reward=["cossim", "diff"], reward_weights=[0.25, 0.75], cossim_probe_size=6, diff_probe_size=2)
     rewards = SkillRewards(config, INDEX, seed=0)
     rewards.compute_base(runner)
     runner.calls.clear()
-    np.testing.assert_allclose(rewards.compute(runner), [0.25 * 1 + 0.75 * 1] * 3)
-    assert runner.calls == [(6 + 6 + 3, True, True, False)]
+    runner.nll_per_skill = [2.0, 1.0, 0.5]
+    np.testing.assert_allclose(rewards.compute(runner), 0.25 * 1 + 0.75 * np.exp([1.0, 0.0, -0.5]))
+    # the 2 Diff probes per skill with their NLL, the other CosSim probes (4, 4 and 1: skill c has 3 rows) without
+    assert runner.calls == [(2 + 2 + 2, True, True, False), (4 + 4 + 1, True, False, False)]
     assert set(rewards.last) == {"cossim", "diff", "reward"}
 
 
@@ -201,7 +203,7 @@ def test_per_update_probes_are_redrawn_with_replacement_and_resume_exactly():
     draws, results, states = [], [], []
     for _ in range(3):
         results.append(rewards.compute(now))
-        draws.append(now.calls[-1][0])
+        draws.append([row for rows in rewards.probe_rows for row in rows])
         states.append(rewards.state_dict())
     assert len(set(map(tuple, draws))) == 3  # a new probe set at every update
     assert draws[0].count(draws[0][-1]) >= 2  # skill c has 3 rows for 6 draws: drawn with replacement
@@ -216,15 +218,19 @@ def test_per_update_probes_are_redrawn_with_replacement_and_resume_exactly():
     np.testing.assert_allclose(rewards.last["diff"], expected)
     resumed = SkillRewards(config, INDEX, seed=0)
     resumed.load_state_dict(json.loads(json.dumps(states[0])))  # as saved in trainer_state.json
-    again = RowRunner(0.5)
-    np.testing.assert_allclose([resumed.compute(again) for _ in range(2)], results[1:])
-    assert [call[0] for call in again.calls] == draws[1:]
+    again, redrawn = RowRunner(0.5), []
+    for _ in range(2):
+        np.testing.assert_allclose(resumed.compute(again), results[1 + len(redrawn)])
+        redrawn.append([row for rows in resumed.probe_rows for row in rows])
+        # every drawn row was run, once: the Diff rows with their NLL, then the rest
+        assert sorted(again.calls[-2][0] + again.calls[-1][0]) == sorted(redrawn[-1])
+    assert redrawn == draws[1:]
     with pytest.raises(ValueError, match="probe sets differ"):
         SkillRewards(config, INDEX, seed=1).load_state_dict(states[0])
     fixed = SkillRewards(MoSConfig(reward=["cossim", "diff"]), INDEX, seed=0)
     fixed.compute_base(base)
     assert fixed.compute(now) is not None and fixed.compute(now) is not None
-    assert now.calls[-1][0] == now.calls[-2][0]  # "fixed": the same probes at every update
+    assert now.calls[-2:] == now.calls[-4:-2]  # "fixed": the same probes at every update
 
 
 def test_held_out_probe_dataset_is_prepared_and_probed(tmp_path, tiny_tokenizer, skills):

@@ -294,11 +294,21 @@ class SkillRewards:
         self.num_updates += 1
         per_skill = self.probe_rows if use_cossim else self._rows("diff")
         rows, skills = self._flatten(per_skill)
-        # Diff probes are prefixes of the CosSim probes: one forward pass serves both
-        values = runner.run(rows, hidden=use_cossim, nll=use_diff)
         skills = np.asarray(skills)
         # rank of every row among its skill's probes: each reward reads the prefix of its own probe size
         ranks = np.concatenate([np.arange(len(skill_rows)) for skill_rows in per_skill])
+        # Diff probes are prefixes of the CosSim probes: one forward pass serves both, and the rows that only CosSim
+        # reads skip the LM head over their positions (`logits_to_keep=1`); their NLL columns stay NaN, unread
+        if use_cossim and use_diff and self.probe_size["diff"] < self._size:
+            with_nll = ranks < self.probe_size["diff"]
+            head = runner.run([r for r, keep in zip(rows, with_nll, strict=True) if keep], hidden=True, nll=True)
+            values = torch.full((len(rows), head.shape[1]), float("nan"), dtype=head.dtype)
+            values[torch.as_tensor(with_nll)] = head
+            if not with_nll.all():  # the same on every process: skills smaller than the Diff probes have no rest
+                rest = [r for r, keep in zip(rows, with_nll, strict=True) if not keep]
+                values[torch.as_tensor(~with_nll), :-2] = runner.run(rest, hidden=True, nll=False)
+        else:
+            values = runner.run(rows, hidden=use_cossim, nll=use_diff)
         components: dict[str, np.ndarray] = {}
         if use_cossim:
             hidden = values[:, :-2] if use_diff else values
