@@ -13,7 +13,8 @@ batch 32 with a stock `SFTTrainer` under each mixture.
    balanced accuracy. Its test numbers (mean ± sd over seeds) are the reference; the test split chooses nothing.
 2. **Every strategy on the same budget** (through `MixtureOfSkillsCallback`, every seed): PROP, UNI, TEMP τ=2/5/10,
    MoS CosSim / CosSim+EMA / Diff / Diff+EMA, MoSpec (Diff+EMA, target `rsucc`), ODM, and MoS with documented
-   options moved (`policy_learning_rate`) to see whether a policy that can move helps.
+   options moved (`policy_learning_rate`, `update_steps`, `reward_exponent`) to see whether a policy that can move
+   helps.
 3. Reported per strategy: test balanced accuracy (mean over skills) and balanced held-out loss (mean over skills of
    the completion-token NLL), their regret against the reference (reference − method for accuracy, method −
    reference for loss), the first evaluated step where the mean curve reaches UNI's final test balanced accuracy,
@@ -57,6 +58,11 @@ LEARNED = {
     # documented options moved, the rest of the method unchanged
     "MoS-Diff+EMA policy lr 1e-2": dict(strategy="mos", reward=["diff"], use_ema=True, policy_learning_rate=1e-2),
     "MoS-CosSim+EMA policy lr 1e-2": dict(strategy="mos", reward=["cossim"], use_ema=True, policy_learning_rate=1e-2),
+    "MoS-Diff+EMA S=2": dict(strategy="mos", reward=["diff"], use_ema=True, update_steps=2),
+    "MoS-Diff+EMA reward exponent 4": dict(strategy="mos", reward=["diff"], use_ema=True, reward_exponent=4.0),
+    "MoS-Diff+EMA exponent 4, lr 1e-2, S=2": dict(
+        strategy="mos", reward=["diff"], use_ema=True, reward_exponent=4.0, policy_learning_rate=1e-2, update_steps=2
+    ),
 }
 METHODS = {**STATIC, **LEARNED}
 

@@ -70,6 +70,8 @@ def test_parses_from_the_command_line_and_from_a_dict():
         ({"update_steps": 0}, "`update_steps` must be a positive integer"),
         ({"probe_batch_size": -2}, "`probe_batch_size` must be a positive integer"),
         ({"policy_learning_rate": 0.0}, "`policy_learning_rate` must be positive"),
+        ({"reward_exponent": 0.0}, "`reward_exponent` must be a positive number"),
+        ({"reward_exponent": float("inf")}, "`reward_exponent` must be a positive number"),
         ({"ema_beta": 1.5}, r"`ema_beta` must be in \(0, 1\]"),
         ({"odm_smoothing": 1.0}, r"`odm_smoothing` must be in \[0, 1\)"),
     ],

@@ -42,6 +42,14 @@ def test_mos_fixed_point_is_reward_proportional():
     np.testing.assert_allclose(strategy.update(rewards), rewards / rewards.sum(), atol=1e-3)
 
 
+def test_reward_exponent_moves_the_fixed_point_to_rewards_to_the_power_k():
+    rewards = np.array([1.0, 2.0, 5.0])
+    strategy = MoSStrategy(np.full(3, 1 / 3), learning_rate=0.05, inner_steps=3000, reward_exponent=2.0)
+    np.testing.assert_allclose(strategy.update(rewards), rewards**2 / (rewards**2).sum(), atol=1e-3)
+    config = MoSConfig(strategy="mos", reward_exponent=2.0)
+    assert build_strategy(config, np.array([10, 10, 10]), seed=0).reward_exponent == 2.0
+
+
 @pytest.mark.parametrize("bad", [[1.0, float("nan"), 1.0], [1.0, 0.0, 1.0], [1.0, -0.5, 1.0], [float("inf"), 1, 1]])
 def test_bad_rewards_skip_the_update_and_leave_the_policy_untouched(bad, caplog):
     strategy = MoSStrategy(np.full(3, 1 / 3), learning_rate=1e-2, inner_steps=5)

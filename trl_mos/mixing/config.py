@@ -59,6 +59,10 @@ class MoSConfig:
             Adam learning rate of the policy.
         policy_inner_steps (`int`, *optional*, defaults to `200`):
             Adam steps per update (the published code uses 200; the paper describes one).
+        reward_exponent (`float`, *optional*, defaults to `1.0`):
+            The policy is trained on R(i)^k: its fixed point is p(i) ∝ R(i)^k. `1.0` is the paper's p(i) ∝ R(i); a
+            larger k sharpens the distribution the policy moves toward when the rewards of the skills are close
+            (multiplying the rewards by a constant changes nothing under Adam).
 
         > Parameters that control the MoS rewards
 
@@ -145,6 +149,9 @@ class MoSConfig:
     policy_hidden_size: int = field(default=64, metadata={"help": "Hidden width of the 'mlp' policy."})
     policy_learning_rate: float = field(default=1e-4, metadata={"help": "Adam learning rate of the policy."})
     policy_inner_steps: int = field(default=200, metadata={"help": "Adam steps per policy update."})
+    reward_exponent: float = field(
+        default=1.0, metadata={"help": "Train the policy on R^k (fixed point p ∝ R^k); 1.0 is the paper's."}
+    )
 
     # Rewards
     reward: list[str] = field(
@@ -235,6 +242,9 @@ class MoSConfig:
         for name, value in positive_ints.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+        exponent = self.reward_exponent
+        if isinstance(exponent, bool) or not (isinstance(exponent, (int, float)) and 0 < exponent < math.inf):
+            raise ValueError(f"`reward_exponent` must be a positive number; got {self.reward_exponent!r}.")
         if not self.policy_learning_rate > 0:
             raise ValueError(f"`policy_learning_rate` must be positive; got {self.policy_learning_rate}.")
         if not 0 < self.ema_beta <= 1:

@@ -141,6 +141,7 @@ class MoSStrategy(MixingStrategy):
         learning_rate (`float`): Adam learning rate.
         inner_steps (`int`): Adam steps per update.
         seed (`int`): seed of the MLP initialisation.
+        reward_exponent (`float`): the policy is trained on R^k (fixed point p ∝ R^k); 1 is the paper's.
     """
 
     signal = "rewards"
@@ -153,8 +154,10 @@ class MoSStrategy(MixingStrategy):
         learning_rate: float = 1e-4,
         inner_steps: int = 200,
         seed: int = 0,
+        reward_exponent: float = 1.0,
     ):
         super().__init__(prior)
+        self.reward_exponent = float(reward_exponent)
         self.policy = SkillPolicy(prior, kind=policy, hidden_size=hidden_size, seed=seed)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
         self.inner_steps = inner_steps
@@ -170,7 +173,7 @@ class MoSStrategy(MixingStrategy):
                 "positive (REINFORCE over the exact expectation needs positive rewards). The policy is unchanged."
             )
             return None
-        reward_tensor = torch.as_tensor(rewards, dtype=torch.float32)
+        reward_tensor = torch.as_tensor(rewards**self.reward_exponent, dtype=torch.float32)
         if self.policy.kind == "logits":
             # d/dz of −Σ_i R_i log softmax(z)_i is softmax(z)·ΣR − R: the same Adam steps, without autograd's
             # per-step overhead (half the update's time)
@@ -283,4 +286,5 @@ def build_strategy(config, sizes: np.ndarray, seed: int) -> MixingStrategy:
         learning_rate=config.policy_learning_rate,
         inner_steps=config.policy_inner_steps,
         seed=seed,
+        reward_exponent=config.reward_exponent,
     )
