@@ -300,12 +300,12 @@ class SkillRewards:
         # Diff probes are prefixes of the CosSim probes: one forward pass serves both, and the rows that only CosSim
         # reads skip the LM head over their positions (`logits_to_keep=1`); their NLL columns stay NaN, unread
         if use_cossim and use_diff and self.probe_size["diff"] < self._size:
-            with_nll = ranks < self.probe_size["diff"]
-            head = runner.run([r for r, keep in zip(rows, with_nll, strict=True) if keep], hidden=True, nll=True)
+            with_nll, row_array = ranks < self.probe_size["diff"], np.asarray(rows)
+            head = runner.run(row_array[with_nll].tolist(), hidden=True, nll=True)
             values = torch.full((len(rows), head.shape[1]), float("nan"), dtype=head.dtype)
             values[torch.as_tensor(with_nll)] = head
             if not with_nll.all():  # the same on every process: skills smaller than the Diff probes have no rest
-                rest = [r for r, keep in zip(rows, with_nll, strict=True) if not keep]
+                rest = row_array[~with_nll].tolist()
                 values[torch.as_tensor(~with_nll), :-2] = runner.run(rest, hidden=True, nll=False)
         else:
             values = runner.run(rows, hidden=use_cossim, nll=use_diff)

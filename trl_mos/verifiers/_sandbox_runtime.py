@@ -576,8 +576,7 @@ def _leave_cgroups(setup: dict) -> None:
         return
     for path in setup["cgroups"]["join"]:
         try:
-            with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as handle:
-                handle.write("0")
+            _join_cgroups([os.path.dirname(path)])
         except OSError:
             pass
 
@@ -1063,9 +1062,9 @@ def _supervise(job: dict, setup: dict, caps: dict, channel: list[int]) -> dict:
     # the working directory: the private /tmp of the minimal root, else a fresh directory made here
     workdir = None if caps.get("minimal_root") else tempfile.mkdtemp(prefix="job-", dir=setup["tmp_root"])
     try:
-        if workdir is not None and uid is not None:
-            os.chown(workdir, uid, gid)
         if workdir is not None:
+            if uid is not None:
+                os.chown(workdir, uid, gid)
             os.chmod(workdir, 0o700)
         stdin = None if job.get("stdin") is None else _encode(job["stdin"])
         if stdin is not None and hasattr(os, "memfd_create"):

@@ -327,6 +327,12 @@ class SandboxUnavailableError(RuntimeError):
     """The sandbox cannot run programs on this machine (the message says why and what to change)."""
 
 
+def _sandbox_error(message: str, judge_job: dict | None) -> tuple[dict, dict | None]:
+    """The answer (and, for an assert-style test, the verdict) of a run the sandbox could not carry out."""
+    error = {"error": f"sandbox error: {message}"}
+    return error, None if judge_job is None else {"verdict": "FAIL " + error["error"]}
+
+
 class _ForkServer:
     """One worker slot: a fork server F for the programs and a judge server J for the tests, each a process with a
     Unix socket to us. Used by one thread at a time."""
@@ -441,9 +447,8 @@ class _ForkServer:
     def request(self, job: dict, judge_job: dict | None = None) -> tuple[dict, dict | None]:
         """Runs one job (with `judge_job`: an assert-style test, whose verdict comes second); restarts the servers
         when they misbehave. Never raises for a program's behaviour."""
-        closed = {"error": "sandbox error: the sandbox was closed"}
         if self.closed:
-            return closed, None if judge_job is None else {"verdict": "FAIL " + closed["error"]}
+            return _sandbox_error("the sandbox was closed", judge_job)
         if (
             self.process is None
             or self.process.poll() is not None
@@ -455,7 +460,7 @@ class _ForkServer:
                 self.start()
             except SandboxUnavailableError:
                 if self.closed:
-                    return closed, None if judge_job is None else {"verdict": "FAIL " + closed["error"]}
+                    return _sandbox_error("the sandbox was closed", judge_job)
                 raise
         self.runs += 1
         wall = job["wall_timeout"]
@@ -485,8 +490,7 @@ class _ForkServer:
             for fd in channel:
                 os.close(fd)
             self.stop()
-            error = {"error": f"sandbox error: the fork server failed ({type(exc).__name__}: {exc})"}
-            return error, None if judge_job is None else {"verdict": "FAIL " + error["error"]}
+            return _sandbox_error(f"the fork server failed ({type(exc).__name__}: {exc})", judge_job)
 
     def stop(self) -> None:
         """Stops both servers and returns once every process they started is gone: each is a child subreaper that, on
@@ -699,8 +703,7 @@ class Sandbox:
         except SandboxUnavailableError:
             raise
         except Exception as exc:  # starting a fork server failed: report it for this program, keep going
-            error = {"error": f"sandbox error: {type(exc).__name__}: {exc}"}
-            return error, None if judge_job is None else {"verdict": "FAIL " + error["error"]}
+            return _sandbox_error(f"{type(exc).__name__}: {exc}", judge_job)
         finally:
             slots.put(slot)
 
