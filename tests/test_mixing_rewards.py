@@ -1,5 +1,6 @@
 # Copyright 2026 The trl-mos contributors. Licensed under the Apache License, Version 2.0.
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,10 +16,11 @@ class FakeRunner:
     """Returns fixed per-row vectors: a skill-specific hidden direction and an NLL that the test controls."""
 
     def __init__(self, directions, nll_per_skill):
-        self.directions, self.nll_per_skill, self.calls = directions, nll_per_skill, []
+        self.directions, self.nll_per_skill, self.calls, self.cached = directions, nll_per_skill, [], []
 
-    def run(self, rows, hidden, nll, base_model=False):
+    def run(self, rows, hidden, nll, base_model=False, cache=False):
         self.calls.append((len(rows), hidden, nll, base_model))
+        self.cached.append(cache)
         values = []
         for row in rows:
             skill = int(INDEX.skill_ids[row])
@@ -87,7 +89,7 @@ def test_state_is_checked_on_load():
 def test_cossim_pools_only_its_own_probe_size_when_diff_probes_are_more():
     # every row has its own hidden direction, so which rows CosSim pools changes the reward
     class RowRunner(FakeRunner):
-        def run(self, rows, hidden, nll, base_model=False):
+        def run(self, rows, hidden, nll, base_model=False, cache=False):
             self.calls.append((len(rows), hidden, nll, base_model))
             values = []
             for row in rows:
@@ -153,6 +155,32 @@ def test_padding_free_probes_give_the_rewards_of_padded_probes(tmp_path, tiny_to
     assert not np.allclose(padded_rewards["diff"], 1.0)
 
 
+def test_probe_batches_are_sorted_by_length_returned_in_row_order_and_cached(tmp_path, tiny_tokenizer, skills):
+    from trl_mos.mixing import MixtureOfSkillsCallback
+    from trl_mos.mixing.data import row_lengths
+
+    trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills)
+    callback = MixtureOfSkillsCallback(trainer, MoSConfig(reward=["cossim", "diff"], probe_batch_size=4))
+    runner = callback.runner
+    rows = np.random.default_rng(0).permutation(len(skills)).tolist()
+    lengths = row_lengths(runner.source)
+    assert len(set(lengths.tolist())) > 2  # rows of several lengths, shuffled
+    collated = []
+    collate = runner._collate
+    runner._collate = lambda batch: collated.append(list(batch)) or collate(batch)
+    batched = runner.run(rows, hidden=True, nll=True, cache=True)
+    # every batch holds rows of neighbouring lengths
+    assert [lengths[row] for batch in collated for row in batch] == sorted(lengths[rows].tolist())
+    one_at_a_time = torch.cat([runner.run([row], hidden=True, nll=True) for row in rows])
+    torch.testing.assert_close(batched, one_at_a_time, rtol=1e-5, atol=1e-5)  # in the order of `rows`
+    # cached: a second call with the same rows reads and collates nothing, and gives the same results
+    collated.clear()
+    torch.testing.assert_close(runner.run(rows, hidden=True, nll=True, cache=True), batched, rtol=0, atol=0)
+    assert collated == []
+    runner.run(rows, hidden=True, nll=True)  # without `cache`: collated afresh
+    assert len(collated) == math.ceil(len(rows) / 4)
+
+
 def test_peft_cossim_probes_skip_the_lm_head(tmp_path, tiny_tokenizer, skills):
     from peft import LoraConfig, get_peft_model
 
@@ -179,10 +207,11 @@ class RowRunner:
     """Per-row values: hidden `[1, row]`, and an NLL that depends on the row and on `scale` (the model's state)."""
 
     def __init__(self, scale=1.0):
-        self.scale, self.calls = scale, []
+        self.scale, self.calls, self.cached = scale, [], []
 
-    def run(self, rows, hidden, nll, base_model=False):
+    def run(self, rows, hidden, nll, base_model=False, cache=False):
         self.calls.append((list(rows), hidden, nll, base_model))
+        self.cached.append(cache)
         values = []
         for row in rows:
             parts = [torch.tensor([1.0, float(row)], dtype=torch.float64)] if hidden else []
@@ -225,12 +254,14 @@ def test_per_update_probes_are_redrawn_with_replacement_and_resume_exactly():
         # every drawn row was run, once: the Diff rows with their NLL, then the rest
         assert sorted(again.calls[-2][0] + again.calls[-1][0]) == sorted(redrawn[-1])
     assert redrawn == draws[1:]
+    assert not any(base.cached + now.cached + again.cached)  # redrawn probes: nothing to keep
     with pytest.raises(ValueError, match="probe sets differ"):
         SkillRewards(config, INDEX, seed=1).load_state_dict(states[0])
     fixed = SkillRewards(MoSConfig(reward=["cossim", "diff"]), INDEX, seed=0)
     fixed.compute_base(base)
     assert fixed.compute(now) is not None and fixed.compute(now) is not None
     assert now.calls[-2:] == now.calls[-4:-2]  # "fixed": the same probes at every update
+    assert base.cached[-1] and all(now.cached[-4:])  # ... whose collated batches the runner keeps
 
 
 def test_held_out_probe_dataset_is_prepared_and_probed(tmp_path, tiny_tokenizer, skills):

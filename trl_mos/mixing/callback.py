@@ -15,7 +15,7 @@ from transformers import DefaultFlowCallback, TrainerCallback
 from transformers.utils import logging
 
 from .config import MoSConfig
-from .data import SkillIndex, pack_within_skills
+from .data import SkillIndex, pack_within_skills, row_lengths
 from .rewards import ProbeRunner, SkillRewards, TrainingLossRecorder
 from .sampler import SkillSampler
 from .strategies import build_strategy
@@ -77,7 +77,7 @@ class MixtureOfSkillsCallback(TrainerCallback):
         if getattr(trainer.args, "packing", False):
             _pack_within_skills(trainer, self.config.skill_column)
         self.skill_index = SkillIndex.from_dataset(trainer.train_dataset, self.config.skill_column)
-        self._row_tokens = _row_lengths(trainer.train_dataset)
+        self._row_tokens = row_lengths(trainer.train_dataset)
         names = self.skill_index.names
         if self.config.target_skill is not None and self.config.target_skill not in names:
             raise ValueError(
@@ -453,16 +453,6 @@ def _jsonable(value):
 def _config_dict(config: MoSConfig) -> dict:
     """Every field of `config` as saved in a checkpoint."""
     return {field.name: _jsonable(getattr(config, field.name)) for field in dataclasses.fields(config)}
-
-
-def _row_lengths(dataset) -> np.ndarray | None:
-    """Tokens of every row of a tokenized dataset (`None` when the collator tokenizes on the fly)."""
-    if "input_ids" not in dataset.column_names:
-        return None
-    import pyarrow.compute as pc
-
-    column = dataset.select_columns("input_ids").with_format("arrow")[:]["input_ids"]  # honours select / shuffle
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _prepare_probe_dataset(trainer, dataset):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, concatenate_datasets
 
 
@@ -95,6 +96,15 @@ def pack_within_skills(
         packed = pack(dataset.select(index.rows_of(skill)).remove_columns(skill_column), name)
         parts.append(packed.add_column(skill_column, [skill] * len(packed)))
     return concatenate_datasets(parts).cast_column(skill_column, ClassLabel(names=index.names))
+
+
+def row_lengths(dataset: Dataset) -> np.ndarray | None:
+    """Tokens of every row of a tokenized dataset (the length of its `input_ids`), `None` if it has no `input_ids`
+    (the collator tokenizes on the fly)."""
+    if "input_ids" not in dataset.column_names:
+        return None
+    column = dataset.select_columns("input_ids").with_format("arrow")[:]["input_ids"]  # honours select / shuffle
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 @dataclass(frozen=True)

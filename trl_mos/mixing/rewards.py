@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .data import SkillIndex
+from .data import SkillIndex, row_lengths
 
 
 logger = logging.get_logger(__name__)
@@ -76,6 +76,9 @@ def _accepts(model, name: str) -> bool:
 class ProbeRunner:
     """Runs per-example forward passes over rows of the trainer's prepared train dataset, split across processes.
 
+    Rows are batched in order of length (the least padding), and with `cache=True` their collated batches are kept
+    (on CPU) for the next call with the same rows: fixed probe sets are read and collated once per run.
+
     Args:
         trainer ([`~transformers.Trainer`]): the trainer (its `train_dataset`, `data_collator`, `model` and
             `accelerator` are used).
@@ -95,9 +98,11 @@ class ProbeRunner:
         else:  # the collator tokenizes on the fly: give it the raw columns
             self.columns = [c for c in columns if c != skill_column]
         self._dataset = None
+        self._lengths: np.ndarray | None = None
+        self._cache: dict[tuple[int, ...], tuple[dict, torch.Tensor, list[tuple[int, int, int]]]] = {}
 
     def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor, list[tuple[int, int, int]]]:
-        """Collates `rows` with the trainer's collator; also returns where every example lies in the batch.
+        """Collates `rows` with the trainer's collator (on CPU); also returns where every example lies in the batch.
 
         Returns:
             `(inputs, labels, spans)`: `spans[k] = (batch_row, start, end)` holds the tokens of `rows[k]`. A padded
@@ -110,8 +115,6 @@ class ProbeRunner:
         columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
         features = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
         batch = dict(self.trainer.data_collator(features))
-        device = self.trainer.args.device
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         labels = batch.pop("labels", None)
         if labels is None:  # no labels: every real token counts
             labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
@@ -133,8 +136,23 @@ class ProbeRunner:
         ends = np.cumsum(lengths).tolist()
         return batch, labels, [(0, end - size, end) for size, end in zip(lengths, ends, strict=True)]
 
+    def _batch(self, rows: list[int], cache: bool) -> tuple[dict, torch.Tensor, list[tuple[int, int, int]]]:
+        """The collated batch of `rows` on the trainer's device, from the cache when `cache` and already collated."""
+        key = tuple(rows)
+        collated = self._cache.get(key) if cache else None
+        if collated is None:
+            collated = self._collate(rows)
+            if cache:
+                self._cache[key] = collated
+        inputs, labels, spans = collated
+        device = self.trainer.args.device
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        return inputs, labels.to(device), spans
+
     @torch.no_grad()
-    def run(self, rows: list[int], hidden: bool, nll: bool, base_model: bool = False) -> torch.Tensor:
+    def run(
+        self, rows: list[int], hidden: bool, nll: bool, base_model: bool = False, cache: bool = False
+    ) -> torch.Tensor:
         """Returns, for every row, `[pooled last hidden state (if hidden)..., NLL sum, token count (if nll)]`.
 
         Args:
@@ -142,14 +160,22 @@ class ProbeRunner:
             hidden (`bool`): compute the mean-pooled last hidden state.
             nll (`bool`): compute the summed negative log-likelihood of the label tokens and their count.
             base_model (`bool`): with a PEFT model, disable the adapters.
+            cache (`bool`): keep the collated batches for later calls with the same rows (fixed probe sets).
 
         Returns:
-            `torch.Tensor`: float64 on CPU, shape `(len(rows), width)`, identical on every process.
+            `torch.Tensor`: float64 on CPU, shape `(len(rows), width)`, in the order of `rows`, identical on every
+            process.
         """
         model = self.trainer.model
         accelerator = self.trainer.accelerator
         world_size, rank = accelerator.num_processes, accelerator.process_index
-        batches = [rows[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        if self._lengths is None:
+            lengths = row_lengths(self.source)
+            self._lengths = lengths if lengths is not None else np.zeros(len(self.source), dtype=np.int64)
+        # batches of similar lengths pad the least; a stable sort, so every process forms the same batches
+        order = np.argsort(self._lengths[np.asarray(rows, dtype=np.int64)], kind="stable")
+        by_length = [rows[i] for i in order]
+        batches = [by_length[i : i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
         starts = np.cumsum([0] + [len(b) for b in batches])
         # without a cache, a padding-free batch's `position_ids` keep its examples apart in attention
         extra = {"use_cache": False}
@@ -171,7 +197,7 @@ class ProbeRunner:
                 for round_ in range(math.ceil(len(batches) / world_size)):
                     index = round_ * world_size + rank
                     is_real = index < len(batches)
-                    inputs, labels, spans = self._collate(batches[index] if is_real else batches[-1])
+                    inputs, labels, spans = self._batch(batches[index] if is_real else batches[-1], cache)
                     outputs = model(**inputs, **extra)
                     values = []
                     if hidden:
@@ -190,7 +216,7 @@ class ProbeRunner:
                     if results is None:
                         results = torch.zeros(len(rows), values.shape[1], dtype=torch.float64)
                     if is_real:
-                        results[starts[index] : starts[index + 1]] = values
+                        results[torch.as_tensor(order[starts[index] : starts[index + 1]])] = values
         finally:
             model.train(was_training)
         if world_size > 1:  # each row was filled by exactly one rank
@@ -280,7 +306,7 @@ class SkillRewards:
             self.base_ppl_by_row = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
             return
         rows, skills = self._flatten(self._rows("diff"))
-        nll = runner.run(rows, hidden=False, nll=True, base_model=True)
+        nll = runner.run(rows, hidden=False, nll=True, base_model=True, cache=True)
         ppl = torch.exp(nll[:, 0] / nll[:, 1].clamp_min(1)).tolist()
         self.base_ppl = [
             [p for p, s in zip(ppl, skills, strict=True) if s == skill] for skill in range(self.num_skills)
@@ -295,20 +321,21 @@ class SkillRewards:
         per_skill = self.probe_rows if use_cossim else self._rows("diff")
         rows, skills = self._flatten(per_skill)
         skills = np.asarray(skills)
+        cache = not self.per_update  # fixed probes: their batches are collated once per run
         # rank of every row among its skill's probes: each reward reads the prefix of its own probe size
         ranks = np.concatenate([np.arange(len(skill_rows)) for skill_rows in per_skill])
         # Diff probes are prefixes of the CosSim probes: one forward pass serves both, and the rows that only CosSim
         # reads skip the LM head over their positions (`logits_to_keep=1`); their NLL columns stay NaN, unread
         if use_cossim and use_diff and self.probe_size["diff"] < self._size:
             with_nll, row_array = ranks < self.probe_size["diff"], np.asarray(rows)
-            head = runner.run(row_array[with_nll].tolist(), hidden=True, nll=True)
+            head = runner.run(row_array[with_nll].tolist(), hidden=True, nll=True, cache=cache)
             values = torch.full((len(rows), head.shape[1]), float("nan"), dtype=head.dtype)
             values[torch.as_tensor(with_nll)] = head
             if not with_nll.all():  # the same on every process: skills smaller than the Diff probes have no rest
                 rest = row_array[~with_nll].tolist()
-                values[torch.as_tensor(~with_nll), :-2] = runner.run(rest, hidden=True, nll=False)
+                values[torch.as_tensor(~with_nll), :-2] = runner.run(rest, hidden=True, nll=False, cache=cache)
         else:
-            values = runner.run(rows, hidden=use_cossim, nll=use_diff)
+            values = runner.run(rows, hidden=use_cossim, nll=use_diff, cache=cache)
         components: dict[str, np.ndarray] = {}
         if use_cossim:
             hidden = values[:, :-2] if use_diff else values
