@@ -149,10 +149,16 @@ def timed_run(name: str, steps: int, batch_size: int, output_dir: str, seed: int
         return training_step(model, inputs, *args, **kwargs)
 
     trainer.training_step = counting_step
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer.train()
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "handler_seconds": handler_time[0], "padded_tokens": padded_tokens[0], **parts}
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "handler_seconds": handler_time[0],
+        "padded_tokens": padded_tokens[0],
+        **parts,
+    }
 
 
 def plot(rows: dict[str, dict], path: str) -> None:
@@ -205,11 +211,13 @@ def main() -> None:
     timed_run("baseline (stock sampler)", 20, args.batch_size, work_dir, seed=0)  # warm-up (imports, caches)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for name in names:  # interleaved, so that drifts of the machine's speed hit every configuration alike
+        # interleaved, in alternating order (ABBA), so that drifts of the machine's speed hit every configuration alike
+        for name in names if repeat % 2 == 0 else names[::-1]:
             run = timed_run(name, args.steps, args.batch_size, work_dir, seed=repeat)
             runs[name].append(run)
             print(
-                f"repeat {repeat}  {name:<38} {run['seconds']:7.2f}s  handlers {run['handler_seconds']:6.2f}s  "
+                f"repeat {repeat}  {name:<38} {run['seconds']:7.2f}s  CPU {run['cpu_seconds']:7.2f}s  "
+                f"handlers {run['handler_seconds']:6.2f}s  "
                 f"{run['padded_tokens'] / 1e6:.2f}M padded tokens",
                 flush=True,
             )
@@ -233,10 +241,13 @@ def main() -> None:
         against = {}
         if reference is not None:  # paired by repeat: run r of both used the same seed, one after the other
             ratios = [a["seconds"] / b["seconds"] for a, b in zip(values, runs[reference], strict=True)]
+            cpu_ratios = [a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(values, runs[reference], strict=True)]
             against = {
                 "reference": reference,
                 "paired_ratios": ratios,
                 "paired_ratio_median": statistics.median(ratios),
+                "paired_cpu_ratios": cpu_ratios,
+                "paired_cpu_ratio_median": statistics.median(cpu_ratios),
                 "same_tokens": [
                     a["padded_tokens"] == b["padded_tokens"] for a, b in zip(values, runs[reference], strict=True)
                 ],
@@ -259,7 +270,9 @@ def main() -> None:
             f"{handlers:10.2f} {share:13.3f} {tokens / 1e3:9.0f}k"
             + (
                 f"   ×{against['paired_ratio_median']:.3f} ({min(against['paired_ratios']):.3f}–"
-                f"{max(against['paired_ratios']):.3f}) same data: {all(against['same_tokens'])}"
+                f"{max(against['paired_ratios']):.3f}), CPU time ×{against['paired_cpu_ratio_median']:.3f} "
+                f"({min(against['paired_cpu_ratios']):.3f}–{max(against['paired_cpu_ratios']):.3f}), "
+                f"same data: {all(against['same_tokens'])}"
                 if against
                 else ""
             )

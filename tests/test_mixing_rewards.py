@@ -181,6 +181,24 @@ def test_probe_batches_are_sorted_by_length_returned_in_row_order_and_cached(tmp
     assert len(collated) == math.ceil(len(rows) / 4)
 
 
+@pytest.mark.parametrize("padding_free", [False, True])
+def test_mean_pool_averages_each_span_over_its_real_tokens(padding_free):
+    from trl_mos.mixing.rewards import _mean_pool
+
+    generator = torch.Generator().manual_seed(0)
+    if padding_free:  # three examples one after the other in one row, then unused positions
+        states, mask = torch.randn(1, 12, 5, generator=generator), None
+        spans = [(0, 0, 4), (0, 4, 5), (0, 5, 10)]
+    else:  # one example per row, right-padded
+        states, mask = torch.randn(3, 6, 5, generator=generator), torch.tensor([[1] * 6, [1] * 2 + [0] * 4, [0] * 6])
+        spans = [(0, 0, 6), (1, 0, 6), (2, 0, 6)]
+    expected = []
+    for row, start, end in spans:
+        weights = (torch.ones(end - start) if mask is None else mask[row, start:end].float())[:, None]
+        expected.append((states[row, start:end] * weights).sum(0) / weights.sum().clamp_min(1))
+    torch.testing.assert_close(_mean_pool(states, mask, spans), torch.stack(expected))
+
+
 def test_peft_cossim_probes_skip_the_lm_head(tmp_path, tiny_tokenizer, skills):
     from peft import LoraConfig, get_peft_model
 

@@ -201,14 +201,7 @@ class ProbeRunner:
                     outputs = model(**inputs, **extra)
                     values = []
                     if hidden:
-                        states = outputs.hidden_states[-1].float()
-                        mask = inputs.get("attention_mask")
-                        mask = torch.ones(states.shape[:2], device=states.device) if mask is None else mask.float()
-                        pooled = []
-                        for row, start, end in spans:
-                            weights = mask[row, start:end, None]
-                            pooled.append((states[row, start:end] * weights).sum(0) / weights.sum().clamp_min(1))
-                        values.append(torch.stack(pooled))
+                        values.append(_mean_pool(outputs.hidden_states[-1], inputs.get("attention_mask"), spans))
                     if nll:
                         logits = [outputs.logits[row, start:end] for row, start, end in spans]
                         values.append(_per_example_nll(logits, [labels[row, start:end] for row, start, end in spans]))
@@ -222,6 +215,25 @@ class ProbeRunner:
         if world_size > 1:  # each row was filled by exactly one rank
             results = accelerator.reduce(results.to(accelerator.device), reduction="sum").cpu()
         return results
+
+
+def _mean_pool(states: torch.Tensor, mask: torch.Tensor | None, spans: list[tuple[int, int, int]]) -> torch.Tensor:
+    """`(len(spans), hidden)`: the mean of `states` (`(rows, length, hidden)`) over the real tokens of every span.
+
+    `spans` are those of [`ProbeRunner._collate`]: one per row of a padded batch, or all in the one row of a
+    padding-free batch. One batched matrix product over per-token weights, deterministic on every device.
+    """
+    length, device = states.shape[1], states.device
+    rows, starts, ends = (torch.tensor(column, device=device) for column in zip(*spans, strict=True))
+    positions = torch.arange(length, device=device)
+    weights = ((positions >= starts[:, None]) & (positions < ends[:, None])).float()  # (spans, length)
+    if mask is not None:
+        weights = weights * mask[rows].float()
+    if states.shape[0] == 1:  # padding-free: every span lies in the one row
+        pooled = weights @ states[0].float()
+    else:
+        pooled = torch.bmm(weights[:, None, :], states[rows].float()).squeeze(1)
+    return pooled / weights.sum(1, keepdim=True).clamp_min(1)
 
 
 def _per_example_nll(logits, labels) -> torch.Tensor:
