@@ -22,6 +22,9 @@ configurations repeat that comparison with `padding_free=True` and with `packing
 "MoS, frozen at uniform" uses the heaviest rewards (CosSim+Diff, as in the paper's table); "defaults (CosSim)" and
 "Diff+EMA" (the paper's best variant, 16 probes per skill) run the lighter ones on the same data.
 
+Configurations run interleaved, in alternating order from one repeat to the next (ABBA); each run's wall-clock and
+process CPU time are recorded, and the paired ratios of both are printed.
+
 Target: ≤ 1.02× of the frozen MoS runs against uniform (ADO reports ≈ 1.004, the paper ≈ 1.20).
 """
 

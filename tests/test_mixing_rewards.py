@@ -133,12 +133,14 @@ def test_padding_free_probes_give_the_rewards_of_padded_probes(tmp_path, tiny_to
     # 5 probes per skill in batches of 4: batches span two skills, and a padding-free batch is one flattened row
     config = MoSConfig(reward=["cossim", "diff"], cossim_probe_size=5, diff_probe_size=3, probe_batch_size=4)
     results = {}
-    for padding_free in (False, True):
+    for padding_free, probe_collation in ((False, "padded"), (True, "padded"), (True, "flattened")):
         trainer = _sft_trainer(tmp_path, tiny_tokenizer, skills, padding_free=padding_free, max_length=None)
         callback = MixtureOfSkillsCallback(trainer, config)
+        if probe_collation == "flattened":  # the trainer's own padding-free collator: one row per batch, split back
+            callback.runner.collator = trainer.data_collator
         rows, _ = callback.rewards._flatten(callback.rewards.probe_rows)
         inputs, _, spans = callback.runner._collate(rows[:4])
-        assert inputs["input_ids"].shape[0] == (1 if padding_free else 4)
+        assert inputs["input_ids"].shape[0] == (1 if probe_collation == "flattened" else 4)
         assert len(spans) == 4
         callback.rewards.compute_base(callback.runner)
         with torch.no_grad():
@@ -146,12 +148,14 @@ def test_padding_free_probes_give_the_rewards_of_padded_probes(tmp_path, tiny_to
                 parameter.add_(0.02 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
         per_row = callback.runner.run(rows, hidden=True, nll=True)
         callback.rewards.compute(callback.runner)
-        results[padding_free] = per_row, dict(callback.rewards.last)
-    (padded, padded_rewards), (flat, flat_rewards) = results[False], results[True]
-    assert len(torch.unique(flat[:, -2])) == len(flat)  # one distinct NLL per probe example
-    torch.testing.assert_close(flat, padded, rtol=1e-5, atol=1e-5)
-    for name in ("cossim", "diff", "reward"):
-        np.testing.assert_allclose(flat_rewards[name], padded_rewards[name], rtol=1e-5)
+        results[padding_free, probe_collation] = per_row, dict(callback.rewards.last)
+    padded, padded_rewards = results[False, "padded"]
+    for key in ((True, "padded"), (True, "flattened")):
+        flat, flat_rewards = results[key]
+        assert len(torch.unique(flat[:, -2])) == len(flat)  # one distinct NLL per probe example
+        torch.testing.assert_close(flat, padded, rtol=1e-5, atol=1e-5)
+        for name in ("cossim", "diff", "reward"):
+            np.testing.assert_allclose(flat_rewards[name], padded_rewards[name], rtol=1e-5)
     assert not np.allclose(padded_rewards["diff"], 1.0)
 
 

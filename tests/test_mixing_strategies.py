@@ -152,3 +152,21 @@ def test_logits_policy_adam_steps_are_bit_exact_torch_adam():
         for key, value in optimizer.state[logits].items():
             assert torch.equal(fast.optimizer.state[fast.policy.logits][key], value), key
     assert fast.policy.logits.grad is None
+
+
+def test_logits_policy_adam_with_other_settings_falls_back_to_optimizer_step():
+    import torch
+
+    prior = np.full(4, 0.25)
+    strategy = MoSStrategy(prior, learning_rate=3e-2, inner_steps=20)
+    strategy.optimizer.param_groups[0].update(amsgrad=True, weight_decay=0.1)  # not the hand-rolled path
+    logits = torch.nn.Parameter(torch.log(torch.as_tensor(prior, dtype=torch.float32)))
+    optimizer = torch.optim.Adam([logits], lr=3e-2, amsgrad=True, weight_decay=0.1)
+    rewards = torch.tensor([1.0, 1.3, 0.8, 1.1])
+    strategy.update(rewards.numpy().astype(np.float64))
+    for _ in range(20):
+        with torch.no_grad():
+            logits.grad = torch.softmax(logits, dim=-1) * rewards.sum() - rewards
+        optimizer.step()
+    assert torch.equal(strategy.policy.logits.detach(), logits.detach())
+    assert "max_exp_avg_sq" in strategy.optimizer.state[strategy.policy.logits]

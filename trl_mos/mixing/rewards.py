@@ -17,6 +17,7 @@ are summed across ranks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import math
 
@@ -77,7 +78,10 @@ class ProbeRunner:
     """Runs per-example forward passes over rows of the trainer's prepared train dataset, split across processes.
 
     Rows are batched in order of length (the least padding), and with `cache=True` their collated batches are kept
-    (on CPU) for the next call with the same rows: fixed probe sets are read and collated once per run.
+    (on CPU) for the next call with the same rows: fixed probe sets are read and collated once per run. With TRL's
+    padding-free collator, unpacked probes are collated with padding instead: sorted by length they carry little
+    padding, and attention over padded rows costs less than over one flattened row outside varlen attention kernels
+    (the results are the same, tested). Packed rows stay flattened, split back per row.
 
     Args:
         trainer ([`~transformers.Trainer`]): the trainer (its `train_dataset`, `data_collator`, `model` and
@@ -97,6 +101,10 @@ class ProbeRunner:
             self.columns = [c for c in _MODEL_COLUMNS if c in columns]
         else:  # the collator tokenizes on the fly: give it the raw columns
             self.columns = [c for c in columns if c != skill_column]
+        self.collator = trainer.data_collator
+        if getattr(self.collator, "padding_free", False) and "seq_lengths" not in columns:
+            if dataclasses.is_dataclass(self.collator):  # TRL's `DataCollatorForLanguageModeling`
+                self.collator = dataclasses.replace(self.collator, padding_free=False)
         self._dataset = None
         self._lengths: np.ndarray | None = None
         self._cache: dict[tuple[int, ...], tuple[dict, torch.Tensor, list[tuple[int, int, int]]]] = {}
@@ -114,7 +122,7 @@ class ProbeRunner:
             self._dataset = self.source.select_columns(self.columns)
         columns = self._dataset[rows]  # one read of all rows: much faster than a read per row
         features = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        batch = dict(self.trainer.data_collator(features))
+        batch = dict(self.collator(features))
         labels = batch.pop("labels", None)
         if labels is None:  # no labels: every real token counts
             labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
