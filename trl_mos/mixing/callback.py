@@ -98,7 +98,13 @@ class MixtureOfSkillsCallback(TrainerCallback):
                     "be the same skills in the same order (e.g. build both with `trl_mos.concatenate_skills`)."
                 )
         probe_batch_size = self.config.probe_batch_size or trainer.args.per_device_train_batch_size
-        self.runner = ProbeRunner(trainer, self.config.skill_column, probe_batch_size, dataset=probe_dataset)
+        self.runner = ProbeRunner(
+            trainer,
+            self.config.skill_column,
+            probe_batch_size,
+            dataset=probe_dataset,
+            lengths=self._row_tokens if probe_dataset is None else None,  # the train dataset's, counted once
+        )
         self.sampler: SkillSampler | None = None
         self._loss_recorder: TrainingLossRecorder | None = None
         self._warned_loss_mismatch = False

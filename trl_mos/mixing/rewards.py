@@ -90,9 +90,11 @@ class ProbeRunner:
         batch_size (`int`): examples per forward pass.
         dataset (`Dataset`, *optional*): the dataset whose rows are probed, prepared like the train dataset.
             Defaults to the trainer's train dataset.
+        lengths (`np.ndarray`, *optional*): the tokens of every row of that dataset, when already counted (see
+            [`row_lengths`]); counted at the first run otherwise.
     """
 
-    def __init__(self, trainer, skill_column: str, batch_size: int, dataset=None):
+    def __init__(self, trainer, skill_column: str, batch_size: int, dataset=None, lengths: np.ndarray | None = None):
         self.trainer = trainer
         self.batch_size = batch_size
         self.source = dataset if dataset is not None else trainer.train_dataset
@@ -102,11 +104,11 @@ class ProbeRunner:
         else:  # the collator tokenizes on the fly: give it the raw columns
             self.columns = [c for c in columns if c != skill_column]
         self.collator = trainer.data_collator
-        if getattr(self.collator, "padding_free", False) and "seq_lengths" not in columns:
-            if dataclasses.is_dataclass(self.collator):  # TRL's `DataCollatorForLanguageModeling`
-                self.collator = dataclasses.replace(self.collator, padding_free=False)
+        padding_free = getattr(self.collator, "padding_free", False) and "seq_lengths" not in columns
+        if padding_free and dataclasses.is_dataclass(self.collator):  # TRL's `DataCollatorForLanguageModeling`
+            self.collator = dataclasses.replace(self.collator, padding_free=False)
         self._dataset = None
-        self._lengths: np.ndarray | None = None
+        self._lengths = lengths
         self._cache: dict[tuple[int, ...], tuple[dict, torch.Tensor, list[tuple[int, int, int]]]] = {}
 
     def _collate(self, rows: list[int]) -> tuple[dict, torch.Tensor, list[tuple[int, int, int]]]:
