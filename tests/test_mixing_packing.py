@@ -131,6 +131,52 @@ def test_mos_with_packing_trains_logs_tokens_and_resumes_exactly(tmp_path, tiny_
         torch.testing.assert_close(a, b, msg=name)
 
 
+# with the loss on every token, each packed example's first token is a label the probes must not predict
+@pytest.mark.parametrize(("attention", "completion_only_loss"), [("sdpa", False), ("eager", True)])
+def test_packed_probes_keep_the_packed_examples_apart_one_row_per_batch_row(
+    tmp_path, tiny_tokenizer, skills, attention, completion_only_loss
+):
+    from trl_mos.mixing.rewards import _per_example_nll
+
+    trainer, callback = make_trainer(tmp_path, skills, tiny_tokenizer, completion_only_loss=completion_only_loss)
+    trainer.model.set_attn_implementation(attention)
+    runner = type(callback.runner)(trainer, "skill", batch_size=3)
+    packed = trainer.train_dataset
+    rows = [row for row in range(len(packed)) if len(packed[row]["seq_lengths"]) > 1][:7]
+    assert len(rows) == 7  # rows that pack several examples, in batches of 3 with padding
+    inputs, _, spans = runner._collate(rows[:3])
+    assert inputs["input_ids"].shape[0] == 3 and "attention_mask" not in inputs and "cu_seq_lens_q" not in inputs
+    per_row = runner.run(rows, hidden=True, nll=True)
+
+    # every packed example alone, unpadded: its mean hidden state and its NLL, summed back per packed row
+    model = trainer.model.eval()
+    expected = []
+    with torch.no_grad():
+        for row in rows:
+            ids, labels, lengths = (packed[row][c] for c in ("input_ids", "labels", "seq_lengths"))
+            starts = np.cumsum([0] + lengths).tolist()
+            hidden_sum, nll = 0, torch.zeros(2, dtype=torch.float64)
+            for start, end in zip(starts[:-1], starts[1:], strict=True):
+                outputs = model(input_ids=torch.tensor([ids[start:end]]), output_hidden_states=True)
+                hidden_sum = hidden_sum + outputs.hidden_states[-1][0].double().sum(0)
+                nll += _per_example_nll(outputs.logits.double(), torch.tensor([labels[start:end]]))[0]
+            expected.append(torch.cat([hidden_sum / len(ids), nll]))
+    torch.testing.assert_close(per_row, torch.stack(expected), rtol=1e-5, atol=1e-5)
+
+    # the trainer's own collation (one flattened row per batch, split back) gives the same results
+    runner.collator, runner._packed_rows = trainer.data_collator, False
+    assert runner._collate(rows[:3])[0]["input_ids"].shape[0] == 1
+    torch.testing.assert_close(runner.run(rows, hidden=True, nll=True), per_row, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_probes_stay_flattened_under_flash_attention(tmp_path, tiny_tokenizer, skills):
+    trainer, callback = make_trainer(tmp_path, skills, tiny_tokenizer)
+    trainer.model.config._attn_implementation = "flash_attention_2"  # only read, never run here
+    runner = type(callback.runner)(trainer, "skill", batch_size=3)
+    assert runner.collator is trainer.data_collator and not runner._packed_rows
+    assert callback.runner._packed_rows  # sdpa, the tiny model's attention
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_process_packed_run_resumes_exactly(tmp_path):

@@ -64,6 +64,18 @@ def _unwrap(model):
     return model
 
 
+def _separates_packed_rows(model) -> bool:
+    """Whether attention keeps packed examples apart in a batch of several rows given only `position_ids`.
+
+    Transformers builds the masks of eager and SDPA attention from where `position_ids` restart in every row
+    (`find_packed_sequence_indices`); its flash-attention paths read packing from a single flattened row only.
+    """
+    model = _unwrap(model)
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) in ("eager", "sdpa")
+
+
 def _accepts(model, name: str) -> bool:
     model = _unwrap(model)
     if hasattr(model, "get_base_model"):  # PEFT: the wrapper's forward passes its `**kwargs` on to the base model
@@ -81,7 +93,10 @@ class ProbeRunner:
     (on CPU) for the next call with the same rows: fixed probe sets are read and collated once per run. With TRL's
     padding-free collator, unpacked probes are collated with padding instead: sorted by length they carry little
     padding, and attention over padded rows costs less than over one flattened row outside varlen attention kernels
-    (the results are the same, tested). Packed rows stay flattened, split back per row.
+    (the results are the same, tested). Packed rows are likewise collated one per batch row, without an attention
+    mask: under eager and SDPA attention their `position_ids` keep the packed examples apart (the same results as the
+    flattened collation, tested); under flash attention, whose varlen kernels want one flattened row, they stay
+    flattened and are split back per row.
 
     Args:
         trainer ([`~transformers.Trainer`]): the trainer (its `train_dataset`, `data_collator`, `model` and
@@ -104,9 +119,16 @@ class ProbeRunner:
         else:  # the collator tokenizes on the fly: give it the raw columns
             self.columns = [c for c in columns if c != skill_column]
         self.collator = trainer.data_collator
-        padding_free = getattr(self.collator, "padding_free", False) and "seq_lengths" not in columns
-        if padding_free and dataclasses.is_dataclass(self.collator):  # TRL's `DataCollatorForLanguageModeling`
-            self.collator = dataclasses.replace(self.collator, padding_free=False)
+        # one packed row per batch row, padded, kept apart by `position_ids` (see `_collate`)
+        self._packed_rows = False
+        if getattr(self.collator, "padding_free", False) and dataclasses.is_dataclass(self.collator):  # TRL's
+            if "seq_lengths" not in columns:
+                self.collator = dataclasses.replace(self.collator, padding_free=False)
+            elif _separates_packed_rows(trainer.model) and "return_position_ids" in {
+                field.name for field in dataclasses.fields(self.collator)
+            }:
+                self.collator = dataclasses.replace(self.collator, padding_free=False, return_position_ids=True)
+                self._packed_rows = True
         self._dataset = None
         self._lengths = lengths
         self._cache: dict[tuple[int, ...], tuple[dict, torch.Tensor, list[tuple[int, int, int]]]] = {}
@@ -116,8 +138,8 @@ class ProbeRunner:
 
         Returns:
             `(inputs, labels, spans)`: `spans[k] = (batch_row, start, end)` holds the tokens of `rows[k]`. A padded
-            batch has one example per batch row (its padding is excluded through the attention mask); a padding-free
-            batch (TRL's `padding_free=True`: one flattened row with `position_ids`, no attention mask) holds every
+            batch has one example per batch row (its padding is excluded through the attention mask, or by the span
+            of a packed row); a padding-free batch (TRL's `padding_free=True`: one flattened row with `position_ids`, no attention mask) holds every
             example in one row, one after the other.
         """
         if self._dataset is None:
@@ -128,6 +150,13 @@ class ProbeRunner:
         labels = batch.pop("labels", None)
         if labels is None:  # no labels: every real token counts
             labels = batch["input_ids"].masked_fill(batch.get("attention_mask", 1) == 0, -100)
+        if self._packed_rows:
+            # Without an attention mask, the model keeps each packed example to itself from where its
+            # `position_ids` restart (the padding's 0s are one-token sequences, after every real token); as in the
+            # flattened collation, no example's first token is a label of the one before.
+            lengths = batch.pop("attention_mask").sum(1).tolist()
+            labels = labels.masked_fill(batch["position_ids"] == 0, -100)
+            return batch, labels, [(i, 0, size) for i, size in enumerate(lengths)]
         num_rows, length = batch["input_ids"].shape
         if num_rows == len(rows):
             return batch, labels, [(i, 0, length) for i in range(num_rows)]
