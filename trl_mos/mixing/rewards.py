@@ -139,8 +139,8 @@ class ProbeRunner:
         Returns:
             `(inputs, labels, spans)`: `spans[k] = (batch_row, start, end)` holds the tokens of `rows[k]`. A padded
             batch has one example per batch row (its padding is excluded through the attention mask, or by the span
-            of a packed row); a padding-free batch (TRL's `padding_free=True`: one flattened row with `position_ids`, no attention mask) holds every
-            example in one row, one after the other.
+            of a packed row); a padding-free batch (TRL's `padding_free=True`: one flattened row with `position_ids`,
+            no attention mask) holds every example in one row, one after the other.
         """
         if self._dataset is None:
             self._dataset = self.source.select_columns(self.columns)
