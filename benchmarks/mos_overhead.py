@@ -305,7 +305,8 @@ def main() -> None:
             + (
                 f"   ×{against['paired_ratio_median']:.3f} ({min(against['paired_ratios']):.3f}–"
                 f"{max(against['paired_ratios']):.3f}; mean ×{against['paired_ratio_mean']:.3f}, 95 % CI "
-                f"{against['paired_ratio_ci95'][0]:.3f}–{against['paired_ratio_ci95'][1]:.3f}), CPU time ×{against['paired_cpu_ratio_median']:.3f} "
+                f"{against['paired_ratio_ci95'][0]:.3f}–{against['paired_ratio_ci95'][1]:.3f}), "
+                f"CPU time ×{against['paired_cpu_ratio_median']:.3f} "
                 f"({min(against['paired_cpu_ratios']):.3f}–{max(against['paired_cpu_ratios']):.3f}), "
                 f"same data: {all(against['same_tokens'])}"
                 if against
