@@ -58,9 +58,12 @@ def select_probe_rows(skill_index: SkillIndex, size: int, seed: int) -> list[lis
     return probes
 
 
-def _unwrap(model):
+def _base_model(model):
+    """The transformers model inside DDP or DeepSpeed engines and PEFT wrappers."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP, DeepSpeed engines
         model = model.module
+    if hasattr(model, "get_base_model"):  # PEFT: the wrapper's forward passes its `**kwargs` on to the base model
+        model = model.get_base_model()
     return model
 
 
@@ -70,16 +73,12 @@ def _separates_packed_rows(model) -> bool:
     Transformers builds the masks of eager and SDPA attention from where `position_ids` restart in every row
     (`find_packed_sequence_indices`); its flash-attention paths read packing from a single flattened row only.
     """
-    model = _unwrap(model)
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return getattr(getattr(model, "config", None), "_attn_implementation", None) in ("eager", "sdpa")
+    config = getattr(_base_model(model), "config", None)
+    return getattr(config, "_attn_implementation", None) in ("eager", "sdpa")
 
 
 def _accepts(model, name: str) -> bool:
-    model = _unwrap(model)
-    if hasattr(model, "get_base_model"):  # PEFT: the wrapper's forward passes its `**kwargs` on to the base model
-        model = model.get_base_model()
+    model = _base_model(model)
     try:
         return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
@@ -124,9 +123,7 @@ class ProbeRunner:
         if getattr(self.collator, "padding_free", False) and dataclasses.is_dataclass(self.collator):  # TRL's
             if "seq_lengths" not in columns:
                 self.collator = dataclasses.replace(self.collator, padding_free=False)
-            elif _separates_packed_rows(trainer.model) and "return_position_ids" in {
-                field.name for field in dataclasses.fields(self.collator)
-            }:
+            elif _separates_packed_rows(trainer.model) and hasattr(self.collator, "return_position_ids"):
                 self.collator = dataclasses.replace(self.collator, padding_free=False, return_position_ids=True)
                 self._packed_rows = True
         self._dataset = None
